@@ -1,0 +1,6 @@
+"""f3ocus: federated fine-tuning of vision-language models with F3OCUS layer selection, on Ray.
+
+Start reading at `f3ocus.experiment.run_experiment`, then `f3ocus.federated.coordinator.Coordinator.run_round`.
+"""
+
+__version__ = "0.1.0"

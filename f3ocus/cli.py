@@ -1,0 +1,127 @@
+"""The `f3ocus` command: run, validate, pretrain, units.
+
+User errors (an invalid config, bad data) print one line naming the field or row and exit with code 2,
+never a traceback; they are caught here, before Ray starts. Anything else is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from f3ocus.config.load import load_config
+from f3ocus.config.schema import ConfigError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except _user_errors() as error:
+        print(f"data error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="f3ocus", description="Federated VLM fine-tuning with F3OCUS on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run one federated experiment")
+    run.add_argument("config", help="experiment YAML, e.g. configs/experiments/quickstart.yaml")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (dotted), repeatable: --set federation.rounds=3")
+    run.add_argument("--output-json", help="also write the result JSON here")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("validate", help="check a config without running it")
+    check.add_argument("config")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    check.set_defaults(handler=_validate)
+
+    pretrain = commands.add_parser("pretrain", help="build the cached foundation checkpoint of a tiny VLM")
+    pretrain.add_argument("--model", required=True, help="tiny-llava | tiny-blip2 | tiny-blip | tiny-vilt")
+    pretrain.add_argument("--cache-dir", help="cache root (default: user cache dir or $F3OCUS_CACHE_DIR)")
+    pretrain.add_argument("--force", action="store_true", help="rebuild even if cached")
+    pretrain.set_defaults(handler=_pretrain)
+
+    units = commands.add_parser("units", help="list a model's selectable units and their sizes")
+    units.add_argument("--model", required=True, help="tiny-<family>, or FAMILY:CHECKPOINT (hub id / local dir)")
+    units.add_argument("--unit-mode", choices=("layer", "adapter"), default="layer")
+    units.set_defaults(handler=_units)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from f3ocus.experiment import run_experiment
+    from f3ocus.report import print_summary
+
+    cfg = load_config(args.config, args.overrides)
+    result = run_experiment(cfg, output_json=args.output_json)
+    print_summary(result)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from f3ocus.config.validate import validate
+
+    cfg = load_config(args.config, args.overrides)
+    units = validate(cfg)
+    print(f"ok: {cfg.name}: {cfg.model.family} ({len(units)} units), task {cfg.data.task}, "
+          f"selection {cfg.selection.method}, {cfg.federation.rounds} rounds")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from f3ocus.models.foundation import ensure_foundation, foundation_dir
+
+    family = _tiny_family(args.model)
+    if args.force:
+        import shutil
+        shutil.rmtree(foundation_dir(family, args.cache_dir), ignore_errors=True)
+    path = ensure_foundation(family, args.cache_dir)
+    info = json.loads((Path(path) / "foundation.json").read_text())
+    print(json.dumps({"path": str(path), **info}, indent=2))
+    return 0
+
+
+def _units(args: argparse.Namespace) -> int:
+    from f3ocus.models.registry import build_vqa_model
+
+    family, _, checkpoint = args.model.partition(":")
+    family = _tiny_family(family) if family.startswith("tiny-") else family
+    model = build_vqa_model(family, checkpoint or "scratch", answers=["yes", "no"], unit_mode=args.unit_mode)
+    sizes = model.num_unit_parameters()
+    for unit in model.units:
+        print(f"{unit:16s} {sizes[unit]:>12,d}")
+    print(f"{'head':16s} {sizes.get('head', 0):>12,d}")
+    return 0
+
+
+def _tiny_family(name: str) -> str:
+    from f3ocus.models.registry import FAMILIES
+
+    family = name.removeprefix("tiny-")
+    if family not in FAMILIES:
+        raise ConfigError("--model", f"unknown model {name!r}; known: {', '.join('tiny-' + f for f in FAMILIES)}")
+    return family
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from f3ocus.data.schema import DataError
+
+    return (DataError,)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The typed experiment schema: one frozen dataclass per YAML section, defaults live here and only here.
+
+`f3ocus.config.load` merges a YAML file and `--set a.b=c` overrides onto these classes; anything the
+classes do not declare is an error naming the field. Checks that need only the section itself live in
+`__post_init__`; checks across sections (a budget against the model's unit count, a data path on
+disk) live in `f3ocus.config.validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+class ConfigError(ValueError):
+    """An invalid experiment configuration; `field` is the dotted path of the offending key."""
+
+    def __init__(self, field_path: str, message: str):
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.message = message
+
+    def under(self, section: str) -> "ConfigError":
+        """The same error with `section.` prefixed to the field path (sections name only their own fields)."""
+        return ConfigError(f"{section}.{self.field}" if section else self.field, self.message)
+
+
+def _require(condition: bool, field_path: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(field_path, message)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA adapter shape for `unit_mode: adapter` (peft)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.r >= 1, "r", f"must be >= 1, got {self.r}")
+        _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which VLM, from which weights, and what a selectable unit is.
+
+    `checkpoint`: "foundation" = the tiny preset pretrained offline on easy-vqa and cached (built on first
+    use); "scratch" = the tiny preset with random weights (tests); anything else = a hub id or a local
+    directory passed to `from_pretrained`.
+    """
+
+    family: str = "llava"
+    checkpoint: str = "foundation"
+    unit_mode: Literal["layer", "adapter"] = "layer"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    image_size: int = 32
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.unit_mode in ("layer", "adapter"), "unit_mode",
+                 f"must be 'layer' or 'adapter', got {self.unit_mode!r}")
+        _require(self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How rows become clients: `natural` (one client per value of column `by`), `dirichlet` label skew, `iid`."""
+
+    scheme: Literal["natural", "dirichlet", "iid"] = "natural"
+    by: str = "modality"
+    num_clients: int | None = None
+    alpha: float = 0.5
+    label_column: str = "answer"
+
+    def __post_init__(self) -> None:
+        _require(self.scheme in ("natural", "dirichlet", "iid"), "scheme",
+                 f"must be natural, dirichlet or iid, got {self.scheme!r}")
+        if self.scheme != "natural":
+            _require(self.num_clients is not None and self.num_clients >= 1, "num_clients",
+                     f"scheme {self.scheme!r} needs num_clients >= 1")
+        _require(self.alpha > 0, "alpha", f"must be > 0, got {self.alpha}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which VQA data, where from, how much.
+
+    `task`: ultra_medvqa (MedMNIST-v2 `.npz` folder -> VQA; `path: null` generates synthetic `.npz`),
+    easy_vqa, slake, vqa_rad, pathvqa (hub name or local directory in `path`).
+    """
+
+    task: str = "ultra_medvqa"
+    path: str | None = None
+    modalities: tuple[str, ...] | None = None
+    samples_per_client: int | None = 400
+    test_fraction: float = 0.2
+    npz_size: int = 28
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    on_bad_row: Literal["fail", "skip"] = "fail"
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+        _require(self.samples_per_client is None or self.samples_per_client >= 10, "samples_per_client",
+                 f"must be >= 10 or null, got {self.samples_per_client}")
+        _require(self.on_bad_row in ("fail", "skip"), "on_bad_row", f"must be fail or skip, got {self.on_bad_row!r}")
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """Ray resources of one actor. `num_gpus` may be fractional (0.25 = four actors share a GPU)."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.num_cpus >= 0, "num_cpus", f"must be >= 0, got {self.num_cpus}")
+        _require(self.num_gpus >= 0, "num_gpus", f"must be >= 0, got {self.num_gpus}")
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """The federated loop: rounds, local training, the actor pool, per-client budgets.
+
+    `budgets`: units each client may train per round, one int for all clients or one per client
+    (in the store's sorted client order). `num_actors` workers serve all clients in turn. `engine: local`
+    runs the same coordinator and one worker in this process, without Ray (debugging, baselines).
+    """
+
+    rounds: int = 5
+    engine: Literal["ray", "local"] = "ray"
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    budgets: int | tuple[int, ...] = 2
+    num_actors: int = 2
+    worker_resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    coordinator_resources: ResourcesConfig = field(default_factory=lambda: ResourcesConfig(num_cpus=0.0))
+    train_head: bool = True
+    eval_batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        _require(self.rounds >= 1, "rounds", f"must be >= 1, got {self.rounds}")
+        _require(self.local_epochs >= 1, "local_epochs", f"must be >= 1, got {self.local_epochs}")
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(self.num_actors >= 1, "num_actors", f"must be >= 1, got {self.num_actors}")
+        budgets = self.budgets if isinstance(self.budgets, tuple) else (self.budgets,)
+        for index, budget in enumerate(budgets):
+            where = "budgets" if isinstance(self.budgets, int) else f"budgets[{index}]"
+            _require(isinstance(budget, int) and budget >= 1, where, f"must be an integer >= 1, got {budget!r}")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Which units each client trains each round.
+
+    `method`: a registered selector (full, random, first_k, last_k, top_k, ...). `scorer`: the per-unit
+    importance scorer clients run when the selector needs scores (top_k). `score_batch_size`: samples
+    per client used for scoring.
+    """
+
+    method: str = "top_k"
+    scorer: str = "grad_norm"
+    score_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _require(self.score_batch_size >= 1, "score_batch_size", f"must be >= 1, got {self.score_batch_size}")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where results go. `tracking_uri: null` = sqlite at `<output_dir>/mlflow.db` unless MLFLOW_TRACKING_URI is set."""
+
+    output_dir: str = "runs"
+    experiment: str = "f3ocus"
+    run_name: str | None = None
+    mlflow: bool = True
+    tracking_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment; `seed` derives every random generator (data, model init, clients, selection)."""
+
+    name: str = "experiment"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -1,0 +1,163 @@
+"""One experiment, end to end: config -> foundation model -> federated data -> coordinator -> result.
+
+Reading order for newcomers: `run_experiment` here, then `Coordinator.run_round`
+(`f3ocus/federated/coordinator.py`), then the interfaces each phase calls. Heavy or remote work is
+ordered so that every configuration problem surfaces before Ray starts: validation, then the cached
+foundation checkpoint and the federated data store (both built on the driver), then Ray actors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from f3ocus.config.load import flatten, to_dict
+from f3ocus.config.schema import ConfigError, ExperimentConfig
+from f3ocus.config.validate import check_budgets, validate
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_AUTH_MODE": "disabled",
+               "TOKENIZERS_PARALLELISM": "false"}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the driver built before any actor starts."""
+
+    run_dir: Path
+    store_dir: Path
+    model_cache_dir: str | None
+    federation: Any  # f3ocus.federated.coordinator.Federation
+    tracking_uri: str | None
+
+
+def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, show: Callable[[str], None] = print,
+                   run_dir: Path | None = None) -> dict[str, Any]:
+    """Validate, prepare, run every round, write `result.json` (and `output_json`); return the result."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    validate(cfg)
+    prepared = prepare(cfg, show=show, run_dir=run_dir)
+    show(f"run dir: {prepared.run_dir}")
+    started = time.perf_counter()
+    if cfg.federation.engine == "local":
+        result = _run_local(cfg, prepared, show)
+    else:
+        from f3ocus.federated.ray_engine import run_on_ray
+        result = run_on_ray(cfg, prepared, show=show)
+    result["seconds"] = time.perf_counter() - started
+    result["run_dir"] = str(prepared.run_dir)
+    result["tracking_uri"] = prepared.tracking_uri
+    _write_json(prepared.run_dir / "result.json", result)
+    if output_json:
+        _write_json(Path(output_json), result)
+    return result
+
+
+def prepare(cfg: ExperimentConfig, *, show: Callable[[str], None] = print, run_dir: Path | None = None) -> Prepared:
+    """Run dir, resolved config, foundation checkpoint, federated data store, budgets and baseline."""
+    from f3ocus.data.answers import closed_set_accuracy
+    from f3ocus.data.prepare import prepare_federated_data
+    from f3ocus.federated.coordinator import Federation
+    from f3ocus.models.registry import list_units
+    from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
+
+    output_dir = Path(cfg.tracking.output_dir).expanduser().resolve()
+    run_dir = run_dir or output_dir / f"{cfg.tracking.run_name or cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    cache_dir = _ensure_model(cfg, show)
+    show(f"data: building/loading {cfg.data.task} ...")
+    store = prepare_federated_data(cfg.data, output_dir / "datasets" / _data_key(cfg), seed=cfg.seed)
+    units = list_units(cfg.model.family, "scratch" if cfg.model.checkpoint in ("foundation", "scratch")
+                       else cfg.model.checkpoint, cache_dir=cache_dir)
+    clients = tuple(store.clients)
+    budgets = check_budgets(cfg, num_units=len(units), num_clients=len(clients))
+    majority = {c: closed_set_accuracy([store.majority_answer(c)] * store.num_examples(c, "test"),
+                                       store.shard(c, "test")["answer"]) for c in clients}
+    federation = Federation(clients, {c: store.num_examples(c, "train") for c in clients}, budgets, majority)
+    tracking_uri = (resolve_tracking_uri(cfg.tracking.tracking_uri, output_dir) if cfg.tracking.mlflow else None)
+    return Prepared(run_dir, store.root, cache_dir, federation, tracking_uri)
+
+
+def make_logger(cfg: ExperimentConfig, prepared: Prepared):
+    """The coordinator's logger factory target: MLflow (params, tags, config artifacts) or nothing."""
+    from f3ocus.tracking import MlflowLogger, NullLogger
+
+    if prepared.tracking_uri is None:
+        return NullLogger()
+    output_dir = Path(cfg.tracking.output_dir).expanduser().resolve()
+    logger = MlflowLogger(prepared.tracking_uri, cfg.tracking.experiment, prepared.run_dir.name,
+                          output_dir / "mlartifacts",
+                          tags={"f3ocus.git_sha": _git_sha(), "f3ocus.run_dir": str(prepared.run_dir),
+                                "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family})
+    resolved = to_dict(cfg)
+    logger.log_params({**flatten(resolved), "federation.clients": ",".join(prepared.federation.clients),
+                       "federation.resolved_budgets": list(prepared.federation.budgets)})
+    logger.log_dict(resolved, "config/resolved.yaml")
+    return logger
+
+
+def worker_spec(cfg: ExperimentConfig, prepared: Prepared):
+    from f3ocus.federated.worker import WorkerSpec
+
+    return WorkerSpec(cfg, str(prepared.store_dir), prepared.model_cache_dir,
+                      num_threads=max(1, int(cfg.federation.worker_resources.num_cpus)))
+
+
+def _run_local(cfg: ExperimentConfig, prepared: Prepared, show: Callable[[str], None]) -> dict[str, Any]:
+    """Everything in this process: one LocalPool worker, the coordinator called directly."""
+    from f3ocus.federated.coordinator import Coordinator
+    from f3ocus.federated.pool import LocalPool
+    from f3ocus.federated.progress import format_round
+
+    coordinator = Coordinator(cfg, prepared.federation, str(prepared.run_dir),
+                              make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared)),
+                              make_logger=functools.partial(make_logger, cfg, prepared))
+    coordinator.evaluate_initial()
+    for round_idx in range(1, cfg.federation.rounds + 1):
+        show(format_round(coordinator.run_round(round_idx), coordinator.progress()))
+    return coordinator.finish()
+
+
+def _ensure_model(cfg: ExperimentConfig, show: Callable[[str], None]) -> str | None:
+    """Build (first use) or reuse the cached foundation checkpoint on the driver, before Ray starts."""
+    if cfg.model.checkpoint != "foundation":
+        return cfg.model.cache_dir
+    from f3ocus.models.foundation import ensure_foundation
+
+    path = ensure_foundation(cfg.model.family, cfg.model.cache_dir, log=show)
+    show(f"model: foundation checkpoint {path}")
+    return cfg.model.cache_dir
+
+
+def _data_key(cfg: ExperimentConfig) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps([to_dict(cfg.data), cfg.seed], sort_keys=True).encode()).hexdigest()[:12]
+    return f"{cfg.data.task}-{digest}"
+
+
+def _git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.replace(path)
+
+
+__all__ = ["run_experiment", "prepare", "Prepared", "ConfigError"]

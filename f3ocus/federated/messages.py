@@ -1,0 +1,108 @@
+"""Typed messages between the coordinator and the client workers (never dicts with string keys).
+
+Tensors travel as flat `{parameter name: tensor}` maps of the units concerned. Byte counts are taken
+from these tensors (numel x element size), so communication figures are what was actually sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+def tensor_bytes(tensors: dict[str, torch.Tensor]) -> int:
+    """Bytes on the wire for `tensors`: sum of numel x element size."""
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+@dataclass(frozen=True)
+class GlobalState:
+    """The broadcast: every unit's trainable tensors (+ the answer head) at the start of a round.
+
+    `version` identifies the tensors so a worker serving several clients loads them once.
+    """
+
+    version: int
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def num_bytes(self) -> int:
+        return tensor_bytes(self.tensors)
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """Ask `client` for its per-unit importance scores on the broadcast model."""
+
+    client: str
+    round_idx: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """Train `client`'s selected units (`mask`, in `VqaModel.units` order) for the configured epochs."""
+
+    client: str
+    round_idx: int
+    seed: int
+    mask: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """Evaluate the broadcast model on `client`'s test split."""
+
+    client: str
+    round_idx: int
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    client: str
+    scores: np.ndarray  # (L,) summing to 1
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """Only the trained units' tensors (+ head) go up; `num_examples` weights the average."""
+
+    client: str
+    num_examples: int
+    tensors: dict[str, torch.Tensor]
+    train_loss: float
+    seconds: float
+
+    @property
+    def num_bytes(self) -> int:
+        return tensor_bytes(self.tensors)
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    client: str
+    accuracy: float
+    loss: float
+    num_examples: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """A task that raised on a worker (or whose actor died); the coordinator decides what to do."""
+
+    client: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the coordinator needs to know about the model without holding one."""
+
+    units: tuple[str, ...]
+    unit_parameter_names: dict[str, tuple[str, ...]]  # unit (and "head") -> tensor names
+    unit_num_parameters: dict[str, int]
+    initial_tensors: dict[str, torch.Tensor] = field(repr=False)

@@ -1,0 +1,125 @@
+"""The client worker: one resident VLM that serves any number of virtual clients in turn.
+
+A `ClientWorker` builds its model and opens the federated data store once, in `__init__`; per call it
+loads the broadcast tensors (once per state version), fetches the client's shard (encoded tensors kept
+in a small LRU cache) and scores, trains or evaluates. It keeps no per-client state between rounds:
+that lives with the coordinator, which is what lets a few actors serve many clients. The same class
+runs in-process (`LocalPool`) and as a Ray actor (`RayPool`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from f3ocus.config.schema import ExperimentConfig
+from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ModelInfo, ScoreReport,
+                                       ScoreTask, TrainTask)
+from f3ocus.utils.seeding import torch_generator
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to build itself; plain data so it pickles to any Ray node."""
+
+    config: ExperimentConfig
+    store_dir: str
+    model_cache_dir: str | None
+    num_threads: int
+    shard_cache_size: int = 16
+
+
+class ClientWorker:
+    """Scores, trains and evaluates on behalf of whichever client a task names."""
+
+    def __init__(self, spec: WorkerSpec):
+        from f3ocus.data.store import FederatedStore
+        from f3ocus.importance.registry import build_scorer
+        from f3ocus.models.registry import build_vqa_model
+
+        torch.set_num_threads(max(1, spec.num_threads))
+        cfg = spec.config
+        self._cfg = cfg
+        self._device = torch.device("cuda" if torch.cuda.is_available() and cfg.federation.worker_resources.num_gpus > 0
+                                    else "cpu")
+        self._store = FederatedStore.load(Path(spec.store_dir))
+        self._model = build_vqa_model(
+            cfg.model.family, cfg.model.checkpoint, answers=self._store.answers, unit_mode=cfg.model.unit_mode,
+            lora_r=cfg.model.lora.r, lora_alpha=cfg.model.lora.alpha, lora_dropout=cfg.model.lora.dropout,
+            image_size=cfg.model.image_size, seed=cfg.seed, cache_dir=spec.model_cache_dir,
+        ).to(self._device)
+        self._scorer = build_scorer(cfg.selection.scorer)
+        self._loaded_version: int | None = None
+        self._shards: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self._shard_cache_size = spec.shard_cache_size
+
+    def model_info(self) -> ModelInfo:
+        """Unit names, tensor names per unit and the initial trainable tensors (the round-0 global state)."""
+        names = self._model.unit_parameter_names()
+        return ModelInfo(
+            units=tuple(self._model.units),
+            unit_parameter_names={unit: tuple(tensor_names) for unit, tensor_names in names.items()},
+            unit_num_parameters=dict(self._model.num_unit_parameters()),
+            initial_tensors=self._model.trainable_state(),
+        )
+
+    def score(self, state: GlobalState, task: ScoreTask) -> ScoreReport:
+        start = time.perf_counter()
+        self._load(state)
+        shard = self._shard(task.client, "train")
+        generator = torch_generator(task.seed)
+        count = min(self._cfg.selection.score_batch_size, len(shard.labels))
+        rows = torch.randperm(len(shard.labels), generator=generator)[:count]
+        inputs = {k: v[rows].to(self._device) for k, v in shard.tensors.items()}
+        scores = self._scorer.score(self._model, inputs, shard.labels[rows].to(self._device))
+        return ScoreReport(task.client, np.asarray(scores, dtype=np.float64), time.perf_counter() - start)
+
+    def train(self, state: GlobalState, task: TrainTask) -> ClientUpdate:
+        from f3ocus.models.training import train_epochs
+
+        start = time.perf_counter()
+        self._load(state)
+        shard = self._shard(task.client, "train")
+        fed = self._cfg.federation
+        self._model.set_trainable(list(task.mask), train_head=fed.train_head)
+        self._loaded_version = None  # training moves the weights away from the broadcast
+        loss = train_epochs(self._model, shard, epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
+                            weight_decay=fed.weight_decay, generator=torch_generator(task.seed))
+        selected = [unit for unit, chosen in zip(self._model.units, task.mask) if chosen]
+        tensors = self._model.trainable_state(selected, include_head=fed.train_head)
+        return ClientUpdate(task.client, len(shard.labels), tensors, float(loss), time.perf_counter() - start)
+
+    def evaluate(self, state: GlobalState, task: EvalTask) -> EvalReport:
+        from f3ocus.models.training import evaluate
+
+        start = time.perf_counter()
+        self._load(state)
+        shard = self._shard(task.client, "test")
+        result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size)
+        return EvalReport(task.client, float(result.accuracy), float(result.loss), int(result.n),
+                          time.perf_counter() - start)
+
+    def _load(self, state: GlobalState) -> None:
+        if state.version != self._loaded_version:
+            self._model.load_trainable_state(state.tensors)
+            self._loaded_version = state.version
+
+    def _shard(self, client: str, split: str):
+        """Encoded tensors of one client split, LRU-cached so memory stays flat in the number of clients."""
+        from f3ocus.models.training import encode_examples
+
+        key = (client, split)
+        if key in self._shards:
+            self._shards.move_to_end(key)
+            return self._shards[key]
+        rows = self._store.shard(client, split)
+        shard = encode_examples(self._model, rows["image"], rows["question"], rows["answer"])
+        self._shards[key] = shard
+        while len(self._shards) > self._shard_cache_size:
+            self._shards.popitem(last=False)
+        return shard

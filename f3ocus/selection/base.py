@@ -1,0 +1,44 @@
+"""The selector role: (scores, budgets, rng) -> which units each client trains this round.
+
+A selector sees only what the server may see: an (N, L) score matrix reported by the clients (or None
+when it does not need scores) and the per-client budgets. It returns an (N, L) bool mask with exactly
+`budgets[i]` True entries in row i (or every unit, for full fine-tuning). The F3OCUS solvers plug in
+behind the same interface.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+
+class Selector(Protocol):
+    """Picks the units each client trains. `needs_scores` tells the coordinator to run the scorers first."""
+
+    name: ClassVar[str]
+    needs_scores: ClassVar[bool]
+
+    def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
+               rng: np.random.Generator) -> np.ndarray:
+        """Args: scores (N, L) float or None; budgets (N,) int; num_units L; rng. Returns: mask (N, L) bool."""
+        ...
+
+
+def check_mask(mask: np.ndarray, budgets: np.ndarray, num_units: int, *, exact: bool = True) -> None:
+    """Raise ValueError unless `mask` is (N, L) bool and row i selects `budgets[i]` units (at most, if not exact)."""
+    if mask.shape != (len(budgets), num_units) or mask.dtype != bool:
+        raise ValueError(f"mask must be bool of shape {(len(budgets), num_units)}, got {mask.dtype} {mask.shape}")
+    counts = mask.sum(axis=1)
+    bad = np.flatnonzero(counts != budgets) if exact else np.flatnonzero(counts > budgets)
+    if bad.size:
+        raise ValueError(f"clients {bad.tolist()} select {counts[bad].tolist()} units, budgets {budgets[bad].tolist()}")
+
+
+def top_k_mask(rank_keys: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """Row-wise top-`budgets[i]` of `rank_keys` (N, L); ties go to the lower unit index. Returns (N, L) bool."""
+    mask = np.zeros(rank_keys.shape, dtype=bool)  # (N, L)
+    for client, budget in enumerate(budgets):
+        order = np.argsort(-rank_keys[client], kind="stable")  # (L,) best first
+        mask[client, order[:budget]] = True
+    return mask
