@@ -112,8 +112,9 @@ class Coordinator:
         scores, failed = self._score(state, round_idx) if self.selector.needs_scores else (None, [])
         # 3. Select: the server turns scores and budgets into an (N, L) mask, data-free.
         budgets = np.array(self.fed.budgets)
-        masks = self.selector.select(scores, budgets, len(self.info.units),
-                                     numpy_rng(self.cfg.seed, round_idx, SELECT))  # (N, L) bool
+        decision = self.selector.select(scores, budgets, len(self.info.units),
+                                        numpy_rng(self.cfg.seed, round_idx, SELECT))
+        masks = decision.masks  # (N, L) bool
         check_mask(masks, budgets, len(self.info.units), exact=self.selector.name != "full")
         # 4. Train: each client trains its selected units and uploads only those.
         updates, train_failed = self._train(state, masks, round_idx)

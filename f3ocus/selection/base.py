@@ -8,9 +8,31 @@ behind the same interface.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class SelectionResult:
+    """A selector's decision, plus its Pareto front when it solved a multi-objective problem.
+
+    Attributes:
+        masks: (N, L) bool, the chosen selection.
+        front_F: (P, 2) objective values of the front (importance, variance), or None.
+        front_masks: (P, N, L) bool masks of the front points (same order), or None.
+        chosen: index of `masks` in the front, or None.
+        n_evals: objective evaluations spent (0 for rule-based selectors).
+        seconds: wall time of the decision.
+    """
+
+    masks: np.ndarray
+    front_F: np.ndarray | None = None
+    front_masks: np.ndarray | None = None
+    chosen: int | None = None
+    n_evals: int = 0
+    seconds: float = 0.0
 
 
 class Selector(Protocol):
@@ -20,8 +42,8 @@ class Selector(Protocol):
     needs_scores: ClassVar[bool]
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
-               rng: np.random.Generator) -> np.ndarray:
-        """Args: scores (N, L) float or None; budgets (N,) int; num_units L; rng. Returns: mask (N, L) bool."""
+               rng: np.random.Generator) -> SelectionResult:
+        """Args: scores (N, L) float or None; budgets (N,) int; num_units L; rng. Returns: the decision."""
         ...
 
 

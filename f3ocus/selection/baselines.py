@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from f3ocus.selection.base import top_k_mask
+from f3ocus.selection.base import SelectionResult, top_k_mask
 
 
 class FullSelector:
@@ -20,8 +20,8 @@ class FullSelector:
     needs_scores: ClassVar[bool] = False
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
-               rng: np.random.Generator) -> np.ndarray:
-        return np.ones((len(budgets), num_units), dtype=bool)  # (N, L)
+               rng: np.random.Generator) -> SelectionResult:
+        return SelectionResult(np.ones((len(budgets), num_units), dtype=bool))  # (N, L)
 
 
 class RandomSelector:
@@ -31,9 +31,9 @@ class RandomSelector:
     needs_scores: ClassVar[bool] = False
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator) -> SelectionResult:
         keys = rng.random((len(budgets), num_units))  # (N, L)
-        return top_k_mask(keys, budgets)
+        return SelectionResult(top_k_mask(keys, budgets))
 
 
 class FirstKSelector:
@@ -43,8 +43,8 @@ class FirstKSelector:
     needs_scores: ClassVar[bool] = False
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
-               rng: np.random.Generator) -> np.ndarray:
-        return top_k_mask(np.tile(-np.arange(num_units, dtype=float), (len(budgets), 1)), budgets)
+               rng: np.random.Generator) -> SelectionResult:
+        return SelectionResult(top_k_mask(np.tile(-np.arange(num_units, dtype=float), (len(budgets), 1)), budgets))
 
 
 class LastKSelector:
@@ -54,8 +54,8 @@ class LastKSelector:
     needs_scores: ClassVar[bool] = False
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
-               rng: np.random.Generator) -> np.ndarray:
-        return top_k_mask(np.tile(np.arange(num_units, dtype=float), (len(budgets), 1)), budgets)
+               rng: np.random.Generator) -> SelectionResult:
+        return SelectionResult(top_k_mask(np.tile(np.arange(num_units, dtype=float), (len(budgets), 1)), budgets))
 
 
 class TopKSelector:
@@ -65,8 +65,8 @@ class TopKSelector:
     needs_scores: ClassVar[bool] = True
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator) -> SelectionResult:
         if scores is None:
             raise ValueError("top_k needs an (N, L) score matrix")
-        return top_k_mask(np.asarray(scores, dtype=float), budgets)
+        return SelectionResult(top_k_mask(np.asarray(scores, dtype=float), budgets))
 
