@@ -1,0 +1,146 @@
+"""From a `DataConfig` to a saved `FederatedStore`: build, restrict, partition, cap, save, with a cache.
+
+This is the one function the rest of the platform calls for data. It picks the builder for
+`cfg.task` (Ultra-MedVQA from a MedMNIST `.npz` folder, or from synthetic `.npz` generated into
+`out_dir/npz` when `cfg.path` is None; easy-vqa; SLAKE / VQA-RAD / PathVQA via `f3ocus.data.hub`),
+keeps only `cfg.modalities`, partitions per `cfg.partition`, caps every client at
+`cfg.samples_per_client` rows (train + test, in the ratio `cfg.test_fraction`) and saves. A store whose
+fingerprint (hash of cfg, seed and `PREPARE_VERSION`) matches is loaded instead of rebuilt; the
+fingerprint does not see changes to files under `cfg.path`, so delete `out_dir` after editing them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, concatenate_datasets
+
+from f3ocus.config.schema import DataConfig, PartitionConfig
+from f3ocus.data.easy_vqa import load_easy_vqa
+from f3ocus.data.hub import HUB_IDS, load_hub_vqa
+from f3ocus.data.medmnist_meta import FLAGS
+from f3ocus.data.medmnist_synth import generate_medmnist_npz
+from f3ocus.data.partition import partition_dirichlet, partition_iid, partition_natural
+from f3ocus.data.schema import DataError, column_values
+from f3ocus.data.store import FederatedStore, read_meta
+from f3ocus.data.ultra_medvqa import build_ultra_medvqa
+
+PREPARE_VERSION = 1
+TASKS: tuple[str, ...] = ("ultra_medvqa", "easy_vqa", *HUB_IDS)
+SYNTHETIC_IMAGES_PER_FLAG = 1000  # when samples_per_client is None
+
+
+def prepare_federated_data(cfg: DataConfig, out_dir: Path, *, seed: int) -> FederatedStore:
+    """Build (or load from cache) the federated dataset described by `cfg`.
+
+    Args:
+        cfg: the data section of the experiment config.
+        out_dir: folder for the store (`dataset/`, `meta.json`) and, if generated, `npz/`.
+        seed: seeds generation, subsets, splits, questions and partitioning.
+
+    Returns:
+        the saved store.
+
+    Raises:
+        DataError: unknown task, no rows left after `cfg.modalities`, bad data, or an empty client.
+    """
+    fingerprint = config_fingerprint(cfg, seed)
+    meta = read_meta(out_dir)
+    if meta is not None and meta.get("fingerprint") == fingerprint:
+        try:
+            return FederatedStore.load(out_dir)
+        except DataError:
+            pass  # a damaged cache is rebuilt below
+    raw = build_task_dataset(cfg, Path(out_dir), seed=seed)
+    partitioned = partition(raw, cfg.partition, seed=seed)
+    if cfg.samples_per_client is not None:
+        partitioned = cap_clients(partitioned, cfg.samples_per_client, cfg.test_fraction, seed=seed)
+    return FederatedStore.save(partitioned, out_dir, fingerprint=fingerprint)
+
+
+def config_fingerprint(cfg: DataConfig, seed: int) -> str:
+    """Hash of the config, the seed and `PREPARE_VERSION` (16 hex digits)."""
+    payload = {"cfg": dataclasses.asdict(cfg), "seed": seed, "version": PREPARE_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_task_dataset(cfg: DataConfig, out_dir: Path, *, seed: int) -> Dataset:
+    """Build the un-partitioned rows (with `split`) for `cfg.task`, restricted to `cfg.modalities`."""
+    if cfg.task not in TASKS:
+        raise DataError(f"data.task: unknown task {cfg.task!r}; expected one of {TASKS}")
+    wanted_rows = _rows_needed(cfg)
+    if cfg.task == "ultra_medvqa":
+        return _build_ultra(cfg, out_dir, seed, wanted_rows)
+    if cfg.task == "easy_vqa":
+        test_limit = None if wanted_rows is None else math.ceil(wanted_rows * cfg.test_fraction
+                                                                / (1 - cfg.test_fraction))
+        parts = [load_easy_vqa("train", limit=wanted_rows, seed=seed),
+                 load_easy_vqa("test", limit=test_limit, seed=seed)]
+    else:
+        source = cfg.path if cfg.path is not None else cfg.task
+        parts = [load_hub_vqa(source, split, on_bad_row=cfg.on_bad_row, source=cfg.task) for split in ("train", "test")]
+    rows = concatenate_datasets(parts)
+    if cfg.modalities is not None:
+        allowed = set(cfg.modalities)
+        keep = [row for row, value in enumerate(column_values(rows, "modality")) if value in allowed]
+        if not keep:
+            raise DataError(f"data.modalities: no {cfg.task} row has a modality in {sorted(allowed)}")
+        rows = rows.select(keep)
+    return rows
+
+
+def _build_ultra(cfg: DataConfig, out_dir: Path, seed: int, wanted_rows: int | None) -> Dataset:
+    flags = list(cfg.modalities) if cfg.modalities is not None else None
+    npz_dir = Path(cfg.path) if cfg.path is not None else out_dir / "npz"
+    if cfg.path is None:
+        n_images = wanted_rows or SYNTHETIC_IMAGES_PER_FLAG
+        n_train, n_val = math.ceil(0.7 * n_images), math.ceil(0.1 * n_images)
+        generate_medmnist_npz(npz_dir, flags=flags or FLAGS, size=cfg.npz_size, n_train=n_train, n_val=n_val,
+                              n_test=max(n_images - n_train - n_val, 1), seed=seed)
+    return build_ultra_medvqa(npz_dir, flags=flags, max_per_client=wanted_rows, test_fraction=cfg.test_fraction,
+                              seed=seed, on_bad_row=cfg.on_bad_row)
+
+
+def _rows_needed(cfg: DataConfig) -> int | None:
+    """Rows per source (flag / split) enough to fill every client to `samples_per_client`; None = all."""
+    if cfg.samples_per_client is None:
+        return None
+    spread = 1 if cfg.partition.scheme == "natural" else cfg.partition.num_clients or 1
+    return cfg.samples_per_client * spread
+
+
+def partition(ds: Dataset, cfg: PartitionConfig, *, seed: int) -> Dataset:
+    """Apply the partition scheme of `cfg` (natural / dirichlet / iid) to `ds`."""
+    if cfg.scheme == "natural":
+        return partition_natural(ds, by=cfg.by)
+    if cfg.num_clients is None:
+        raise DataError(f"data.partition.num_clients: scheme {cfg.scheme!r} needs num_clients")
+    if cfg.scheme == "dirichlet":
+        return partition_dirichlet(ds, cfg.num_clients, cfg.alpha, seed, label_column=cfg.label_column)
+    return partition_iid(ds, cfg.num_clients, seed)
+
+
+def cap_clients(ds: Dataset, samples_per_client: int, test_fraction: float, *, seed: int) -> Dataset:
+    """Keep a seeded random subset of at most `samples_per_client` rows per client.
+
+    Each client keeps up to round(samples_per_client * test_fraction) test rows and fills the rest with
+    train rows; clients with fewer rows keep all of them. Row order is preserved.
+    """
+    rng = np.random.default_rng(seed)
+    clients = np.asarray(column_values(ds, "client"), dtype=object)
+    splits = np.asarray(column_values(ds, "split"), dtype=object)
+    n_test_target = int(round(samples_per_client * test_fraction))
+    keep: list[np.ndarray] = []
+    for client in sorted(set(clients.tolist())):
+        test_rows = np.flatnonzero((clients == client) & (splits == "test"))
+        train_rows = np.flatnonzero((clients == client) & (splits == "train"))
+        n_test = min(len(test_rows), n_test_target)
+        n_train = min(len(train_rows), samples_per_client - n_test)
+        keep.append(rng.choice(test_rows, size=n_test, replace=False))
+        keep.append(rng.choice(train_rows, size=n_train, replace=False))
+    return ds.select(np.sort(np.concatenate(keep)).tolist())

@@ -1,0 +1,165 @@
+"""The on-disk federated dataset: one `save_to_disk` table plus a `meta.json` index of client shards.
+
+`FederatedStore` is what workers open: it knows the sorted client names, the closed answer
+vocabulary, each client's train/test row indices (so a shard is a `select`, never a scan), each
+client's train size (the FedAvg weight, METHOD.md §4) and majority train answer (a baseline), and a
+fingerprint used by `f3ocus.data.prepare` to decide whether a cached store is still valid. Layout:
+`out_dir/dataset/` (datasets' save_to_disk) and `out_dir/meta.json`, written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import Dataset
+
+from f3ocus.data.answers import answer_vocabulary, majority_answer
+from f3ocus.data.schema import DataError, column_values
+
+FORMAT_VERSION = 1
+SPLITS: tuple[str, ...] = ("train", "test")
+
+
+class FederatedStore:
+    """A saved, client-partitioned VQA dataset. Build with `save` or `load`, not the constructor."""
+
+    def __init__(self, root: Path, dataset: Dataset, meta: dict[str, Any]):
+        self._root = root
+        self._dataset = dataset
+        self._meta = meta
+
+    @classmethod
+    def save(cls, ds: Dataset, out_dir: str | Path, fingerprint: str | None = None) -> FederatedStore:
+        """Write `ds` (with its `client` and `split` columns set) under `out_dir` and return the store.
+
+        Args:
+            ds: rows in the shared layout; every client needs >= 1 train row.
+            out_dir: folder for `dataset/` and `meta.json` (replaced if present).
+            fingerprint: identity of what was built (e.g. config hash); default a hash of the rows' text.
+
+        Raises:
+            DataError: a client with no train rows, an empty client name, or an unknown split value.
+        """
+        root = Path(out_dir)
+        meta = _index(ds)
+        meta["fingerprint"] = fingerprint or _content_hash(ds)
+        (root / "meta.json").unlink(missing_ok=True)
+        if (root / "dataset").exists():
+            shutil.rmtree(root / "dataset")
+        root.mkdir(parents=True, exist_ok=True)
+        ds.save_to_disk(str(root / "dataset"))
+        partial = root / "meta.json.tmp"
+        partial.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        partial.replace(root / "meta.json")
+        return cls.load(root)
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> FederatedStore:
+        """Open a store written by `save`.
+
+        Raises:
+            DataError: missing or unreadable meta.json / dataset, or another format version.
+        """
+        root = Path(out_dir)
+        meta = read_meta(root)
+        if meta is None:
+            raise DataError(f"{root / 'meta.json'}: missing or unreadable")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{root / 'meta.json'}: format_version {meta.get('format_version')!r}, "
+                            f"expected {FORMAT_VERSION}")
+        try:
+            dataset = datasets.load_from_disk(str(root / "dataset"))
+        except FileNotFoundError as error:
+            raise DataError(f"{root / 'dataset'}: no saved dataset: {error}") from error
+        if len(dataset) != meta["num_rows"]:
+            raise DataError(f"{root}: dataset has {len(dataset)} rows, meta.json says {meta['num_rows']}")
+        return cls(root, dataset, meta)
+
+    @property
+    def root(self) -> Path:
+        """The folder the store lives in."""
+        return self._root
+
+    @property
+    def clients(self) -> list[str]:
+        """Sorted client names."""
+        return list(self._meta["clients"])
+
+    @property
+    def answers(self) -> list[str]:
+        """Sorted normalised train answers (the closed answer set)."""
+        return list(self._meta["answers"])
+
+    @property
+    def fingerprint(self) -> str:
+        """The identity string given at save time."""
+        return str(self._meta["fingerprint"])
+
+    @property
+    def dataset(self) -> Dataset:
+        """All rows, every client and split."""
+        return self._dataset
+
+    def shard(self, client: str, split: str) -> Dataset:
+        """Rows of one client and split, in stored order (a `select` on indices saved in meta.json)."""
+        return self._dataset.select(self._shard_meta(client, split)["indices"])
+
+    def num_examples(self, client: str, split: str = "train") -> int:
+        """Number of rows of one client and split."""
+        return int(self._shard_meta(client, split)["count"])
+
+    def majority_answer(self, client: str) -> str:
+        """The client's most frequent normalised train answer (ties: lexicographically smallest)."""
+        self._shard_meta(client, "train")
+        return str(self._meta["majority_answer"][client])
+
+    def _shard_meta(self, client: str, split: str) -> dict[str, Any]:
+        if client not in self._meta["shards"]:
+            raise KeyError(f"unknown client {client!r}; clients are {self.clients}")
+        if split not in SPLITS:
+            raise KeyError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return self._meta["shards"][client][split]
+
+
+def read_meta(out_dir: str | Path) -> dict[str, Any] | None:
+    """Return the parsed `out_dir/meta.json`, or None if it is missing or not valid JSON."""
+    path = Path(out_dir) / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _index(ds: Dataset) -> dict[str, Any]:
+    """Build meta.json's content (all but the fingerprint) from the client, split and answer columns."""
+    clients = column_values(ds, "client")
+    splits = column_values(ds, "split")
+    answers = column_values(ds, "answer")
+    rows: dict[str, dict[str, list[int]]] = {}
+    for row, (client, split) in enumerate(zip(clients, splits)):
+        if not client:
+            raise DataError(f"row {row}: empty client name; partition the dataset before saving")
+        if split not in SPLITS:
+            raise DataError(f"row {row}: split must be one of {SPLITS}, got {split!r}")
+        rows.setdefault(client, {name: [] for name in SPLITS})[split].append(row)
+    for client, by_split in sorted(rows.items()):
+        if not by_split["train"]:
+            raise DataError(f"client {client!r} has no train rows ({len(by_split['test'])} test rows)")
+    shards = {client: {split: {"indices": indices, "count": len(indices)} for split, indices in by_split.items()}
+              for client, by_split in rows.items()}
+    majority = {client: majority_answer(answers[row] for row in by_split["train"])
+                for client, by_split in rows.items()}
+    return {"format_version": FORMAT_VERSION, "num_rows": len(ds), "clients": sorted(rows),
+            "answers": answer_vocabulary(ds), "shards": shards, "majority_answer": majority}
+
+
+def _content_hash(ds: Dataset) -> str:
+    digest = hashlib.sha256()
+    for name in ("question", "answer", "client", "split"):
+        digest.update(json.dumps(column_values(ds, name)).encode())
+    return digest.hexdigest()[:16]
