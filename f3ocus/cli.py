@@ -37,10 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run one federated experiment")
-    run.add_argument("config", help="experiment YAML, e.g. configs/experiments/quickstart.yaml")
+    run.add_argument("config", nargs="?", help="experiment YAML, e.g. configs/experiments/quickstart.yaml "
+                     "(optional with --resume: the run's own config.yaml is used)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (dotted), repeatable: --set federation.rounds=3")
     run.add_argument("--output-json", help="also write the result JSON here")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed round, "
+                     "into the same MLflow run")
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("validate", help="check a config without running it")
@@ -65,8 +68,11 @@ def _run(args: argparse.Namespace) -> int:
     from f3ocus.experiment import run_experiment
     from f3ocus.report import print_summary
 
-    cfg = load_config(args.config, args.overrides)
-    result = run_experiment(cfg, output_json=args.output_json)
+    if args.config is None and args.resume is None:
+        raise ConfigError("config", "give a config file, or --resume RUN_DIR")
+    config_path = args.config or Path(args.resume) / "config.yaml"
+    cfg = load_config(config_path, args.overrides)
+    result = run_experiment(cfg, output_json=args.output_json, resume_dir=args.resume)
     print_summary(result)
     return 0
 

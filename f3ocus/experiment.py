@@ -39,19 +39,32 @@ class Prepared:
 
 
 def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, show: Callable[[str], None] = print,
-                   run_dir: Path | None = None) -> dict[str, Any]:
-    """Validate, prepare, run every round, write `result.json` (and `output_json`); return the result."""
+                   resume_dir: str | Path | None = None) -> dict[str, Any]:
+    """Validate, prepare, run every round, write `result.json` (and `output_json`); return the result.
+
+    `resume_dir`: a run directory whose `checkpoint.pt` holds the last completed round; the run
+    continues from the next round into the same MLflow run.
+    """
+    from f3ocus.federated.coordinator import CHECKPOINT, FederationState
+
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    _quiet_libraries()
     validate(cfg)
+    run_dir = Path(resume_dir).resolve() if resume_dir else None
+    resume = None
+    if run_dir is not None:
+        if not (run_dir / CHECKPOINT).exists():
+            raise ConfigError("--resume", f"no {CHECKPOINT} in {run_dir}: nothing to resume")
+        resume = FederationState.load(run_dir / CHECKPOINT)
     prepared = prepare(cfg, show=show, run_dir=run_dir)
-    show(f"run dir: {prepared.run_dir}")
+    show(f"run dir: {prepared.run_dir}" + (f" (resuming after round {resume.round_idx})" if resume else ""))
     started = time.perf_counter()
     if cfg.federation.engine == "local":
-        result = _run_local(cfg, prepared, show)
+        result = _run_local(cfg, prepared, resume, show)
     else:
         from f3ocus.federated.ray_engine import run_on_ray
-        result = run_on_ray(cfg, prepared, show=show)
+        result = run_on_ray(cfg, prepared, resume, show=show)
     result["seconds"] = time.perf_counter() - started
     result["run_dir"] = str(prepared.run_dir)
     result["tracking_uri"] = prepared.tracking_uri
@@ -72,7 +85,8 @@ def prepare(cfg: ExperimentConfig, *, show: Callable[[str], None] = print, run_d
     output_dir = Path(cfg.tracking.output_dir).expanduser().resolve()
     run_dir = run_dir or output_dir / f"{cfg.tracking.run_name or cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if not (run_dir / "config.yaml").exists():  # a resumed run keeps the config it started with
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     cache_dir = _ensure_model(cfg, show)
     show(f"data: building/loading {cfg.data.task} ...")
     store = prepare_federated_data(cfg.data, output_dir / "datasets" / _data_key(cfg), seed=cfg.seed)
@@ -87,8 +101,12 @@ def prepare(cfg: ExperimentConfig, *, show: Callable[[str], None] = print, run_d
     return Prepared(run_dir, store.root, cache_dir, federation, tracking_uri)
 
 
-def make_logger(cfg: ExperimentConfig, prepared: Prepared):
-    """The coordinator's logger factory target: MLflow (params, tags, config artifacts) or nothing."""
+def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = None):
+    """The coordinator's logger factory: MLflow (params, tags, config artifacts) or nothing.
+
+    With `run_id` (a resumed run) it reopens that MLflow run and logs no params again (MLflow forbids
+    changing a logged param; the resumed run's config is the one already logged).
+    """
     from f3ocus.tracking import MlflowLogger, NullLogger
 
     if prepared.tracking_uri is None:
@@ -97,7 +115,10 @@ def make_logger(cfg: ExperimentConfig, prepared: Prepared):
     logger = MlflowLogger(prepared.tracking_uri, cfg.tracking.experiment, prepared.run_dir.name,
                           output_dir / "mlartifacts",
                           tags={"f3ocus.git_sha": _git_sha(), "f3ocus.run_dir": str(prepared.run_dir),
-                                "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family})
+                                "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family},
+                          run_id=run_id)
+    if run_id is not None:
+        return logger
     resolved = to_dict(cfg)
     logger.log_params({**flatten(resolved), "federation.clients": ",".join(prepared.federation.clients),
                        "federation.resolved_budgets": list(prepared.federation.budgets)})
@@ -112,7 +133,8 @@ def worker_spec(cfg: ExperimentConfig, prepared: Prepared):
                       num_threads=max(1, int(cfg.federation.worker_resources.num_cpus)))
 
 
-def _run_local(cfg: ExperimentConfig, prepared: Prepared, show: Callable[[str], None]) -> dict[str, Any]:
+def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any,
+               show: Callable[[str], None]) -> dict[str, Any]:
     """Everything in this process: one LocalPool worker, the coordinator called directly."""
     from f3ocus.federated.coordinator import Coordinator
     from f3ocus.federated.pool import LocalPool
@@ -120,9 +142,10 @@ def _run_local(cfg: ExperimentConfig, prepared: Prepared, show: Callable[[str], 
 
     coordinator = Coordinator(cfg, prepared.federation, str(prepared.run_dir),
                               make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared)),
-                              make_logger=functools.partial(make_logger, cfg, prepared))
-    coordinator.evaluate_initial()
-    for round_idx in range(1, cfg.federation.rounds + 1):
+                              make_logger=functools.partial(make_logger, cfg, prepared), resume=resume)
+    if coordinator.needs_initial_evaluation():
+        coordinator.evaluate_initial()
+    for round_idx in range(coordinator.next_round(), cfg.federation.rounds + 1):
         show(format_round(coordinator.run_round(round_idx), coordinator.progress()))
     return coordinator.finish()
 
@@ -136,6 +159,13 @@ def _ensure_model(cfg: ExperimentConfig, show: Callable[[str], None]) -> str | N
     path = ensure_foundation(cfg.model.family, cfg.model.cache_dir, log=show)
     show(f"model: foundation checkpoint {path}")
     return cfg.model.cache_dir
+
+
+def _quiet_libraries() -> None:
+    """Our progress lines are the run's output; library progress bars are noise."""
+    import datasets
+
+    datasets.disable_progress_bars()
 
 
 def _data_key(cfg: ExperimentConfig) -> str:

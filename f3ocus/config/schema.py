@@ -141,6 +141,7 @@ class FederationConfig:
     coordinator_resources: ResourcesConfig = field(default_factory=lambda: ResourcesConfig(num_cpus=0.0))
     train_head: bool = True
     eval_batch_size: int = 128
+    coordinator_restarts: int = 1
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, "rounds", f"must be >= 1, got {self.rounds}")
@@ -148,6 +149,7 @@ class FederationConfig:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _require(self.num_actors >= 1, "num_actors", f"must be >= 1, got {self.num_actors}")
+        _require(self.coordinator_restarts >= 0, "coordinator_restarts", f"must be >= 0, got {self.coordinator_restarts}")
         budgets = self.budgets if isinstance(self.budgets, tuple) else (self.budgets,)
         for index, budget in enumerate(budgets):
             where = "budgets" if isinstance(self.budgets, int) else f"budgets[{index}]"

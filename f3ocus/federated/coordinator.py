@@ -29,9 +29,16 @@ from f3ocus.tracking.base import MetricLogger
 from f3ocus.utils.seeding import SCORE, SELECT, TRAIN, derive_seed, numpy_rng
 
 
+CHECKPOINT = "checkpoint.pt"
+
+
 @dataclass
 class FederationState:
-    """All the coordinator needs to continue a run: last completed round, global tensors, history."""
+    """All the coordinator needs to continue a run: last completed round, global tensors, history.
+
+    There is no generator state to save: every random stream is derived from (seed, round_idx,
+    client, purpose) by `f3ocus.utils.seeding`, so round r draws the same numbers fresh or resumed.
+    """
 
     round_idx: int
     tensors: dict[str, torch.Tensor]
@@ -75,32 +82,49 @@ class Coordinator:
     """Runs the federated rounds over a worker pool; see the module docstring."""
 
     def __init__(self, config: ExperimentConfig, federation: Federation, run_dir: str,
-                 make_pool: Callable[[], WorkerPool], make_logger: Callable[[], MetricLogger]):
+                 make_pool: Callable[[], WorkerPool], make_logger: Callable[[str | None], MetricLogger],
+                 resume: FederationState | None = None):
+        """Build the pool and the logger; start from `resume` (a saved state) or from the initial model.
+
+        `make_logger(run_id)` opens the MLflow run `run_id` (a resumed run) or a new one when None.
+        """
         self.cfg = config
         self.fed = federation
         self.run_dir = Path(run_dir)
         self.pool = make_pool()
         self.info = self.pool.model_info()
-        self.logger = make_logger()
+        self.logger = make_logger(resume.mlflow_run_id if resume else None)
         self.selector = build_selector(config.selection.method)
-        self.state = FederationState(0, dict(self.info.initial_tensors), mlflow_run_id=self.logger.run_id)
+        self.state = resume or FederationState(0, dict(self.info.initial_tensors))
+        self.state.mlflow_run_id = self.logger.run_id
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.
-        self._version = 0
-        self.progress_now = Progress(rounds=config.federation.rounds)
+        self._version = self.state.round_idx
+        self.progress_now = Progress(rounds=config.federation.rounds,
+                                     round_seconds=[r["seconds"] for r in self.state.history if r["round"] > 0])
 
     # ----------------------------------------------------------------------------------------- loop
     def run(self) -> dict[str, Any]:
-        """Initial evaluation, then every round, then the summary."""
-        self.evaluate_initial()
-        for round_idx in range(self.state.round_idx + 1, self.cfg.federation.rounds + 1):
+        """Initial evaluation (unless resumed past it), every remaining round, then the summary."""
+        if not self.state.history:
+            self.evaluate_initial()
+        for round_idx in range(self.next_round(), self.cfg.federation.rounds + 1):
             self.run_round(round_idx)
         return self.finish()
+
+    def next_round(self) -> int:
+        """The first round not completed yet (1 for a fresh run)."""
+        return self.state.round_idx + 1
+
+    def needs_initial_evaluation(self) -> bool:
+        return not self.state.history
 
     def evaluate_initial(self) -> dict[str, Any]:
         """Round 0: the starting global model on every client's test split (no training)."""
         start = time.perf_counter()
         evals = self._evaluate(GlobalState(self._version, self.state.tensors), 0)
-        return self._record(0, start, evals, masks=None, scores=None, updates=[], failed=[])
+        record = self._record(0, start, evals, masks=None, scores=None, updates=[], failed=[])
+        self.state.save(self.run_dir / CHECKPOINT)
+        return record
 
     def run_round(self, round_idx: int) -> dict[str, Any]:
         """One round of METHOD.md §4; returns the round's record (also appended to the history)."""
@@ -127,7 +151,7 @@ class Coordinator:
         record = self._record(round_idx, start, evals, masks, scores, updates, failed + train_failed,
                               down_bytes=state.num_bytes)
         self.state.round_idx = round_idx
-        self.state.save(self.run_dir / "checkpoint.pt")
+        self.state.save(self.run_dir / CHECKPOINT)
         return record
 
     def finish(self, status: str = "FINISHED") -> dict[str, Any]:

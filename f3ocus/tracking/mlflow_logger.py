@@ -25,8 +25,13 @@ class MlflowLogger:
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str, artifact_root: Path,
                  tags: Mapping[str, str] | None = None, run_id: str | None = None):
+        import logging
+
         from mlflow.tracking import MlflowClient
 
+        # Table creation/migration chatter from a fresh sqlite store is noise in the run's output.
+        for name in ("mlflow.store.db.utils", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.tracking_uri = tracking_uri
         self._client = MlflowClient(tracking_uri)
         found = self._client.get_experiment_by_name(experiment)

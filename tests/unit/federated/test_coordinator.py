@@ -56,7 +56,7 @@ def _coordinator(tmp_path, pool, method="top_k", budgets=(1, 1, 2)):
                            selection=SelectionConfig(method=method), tracking=TrackingConfig(mlflow=False))
     federation = Federation(("c0", "c1", "c2"), {"c0": 10, "c1": 20, "c2": 30}, budgets,
                             {"c0": 0.5, "c1": 0.25, "c2": 0.0})
-    return Coordinator(cfg, federation, str(tmp_path), lambda: pool, NullLogger)
+    return Coordinator(cfg, federation, str(tmp_path), lambda: pool, lambda run_id: NullLogger())
 
 
 def test_round_runs_phases_in_order_and_aggregates_masked(tmp_path):
