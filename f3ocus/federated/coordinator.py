@@ -135,11 +135,13 @@ class Coordinator:
         # 2. Score: clients report per-unit importance on their data (only when the selector uses it).
         scores, failed = self._score(state, round_idx) if self.selector.needs_scores else (None, [])
         # 3. Select: the server turns scores and budgets into an (N, L) mask, data-free.
-        budgets = np.array(self.fed.budgets)
+        # Full fine-tuning ignores budgets: every client trains all L units.
+        budgets = np.array(self.fed.budgets) if getattr(self.selector, "respects_budgets", True) \
+            else np.full(len(self.fed.clients), len(self.info.units))
         decision = self.selector.select(scores, budgets, len(self.info.units),
                                         numpy_rng(self.cfg.seed, round_idx, SELECT))
         masks = decision.masks  # (N, L) bool
-        check_mask(masks, budgets, len(self.info.units), exact=self.selector.name != "full")
+        check_mask(masks, budgets, len(self.info.units))
         # 4. Train: each client trains its selected units and uploads only those.
         updates, train_failed = self._train(state, masks, round_idx)
         # 5. Aggregate: masked FedAvg weighted by |D_i|; units nobody trained keep their value.

@@ -18,6 +18,7 @@ class FullSelector:
 
     name: ClassVar[str] = "full"
     needs_scores: ClassVar[bool] = False
+    respects_budgets: ClassVar[bool] = False
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:

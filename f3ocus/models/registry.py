@@ -1,0 +1,138 @@
+"""The family registry and the one entry point that builds a `VqaModel` from a config's model section.
+
+It owns `FAMILIES` (name -> `FamilySpec`), the meaning of a checkpoint string ("scratch" = tiny preset
+with seeded random weights; "foundation" = the cached tiny preset pretrained on easy-vqa, built on
+first use; anything else = a hub id or local directory for `from_pretrained`), and `list_units`, the
+cheap (meta-device) unit listing used by config validation before any weights exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoProcessor
+
+from f3ocus.models._rng import isolated_rng
+from f3ocus.models.families.llava import LLAVA
+from f3ocus.models.families.vilt import VILT
+from f3ocus.models.family import FamilySpec
+from f3ocus.models.tokenizer import default_words
+from f3ocus.models.units import discover_units
+from f3ocus.models.vqa_model import LoraSettings, UnitMode, VqaModel
+
+SCRATCH = "scratch"
+FOUNDATION = "foundation"
+PRESET_PREFIX = "tiny-"
+DEFAULT_IMAGE_SIZE = 32
+_OPTIONAL_FAMILY_MODULES: tuple[str, ...] = ("f3ocus.models.families.blip", "f3ocus.models.families.blip2")
+
+
+def _optional_families() -> dict[str, FamilySpec]:
+    """FamilySpecs exported by family modules that may not exist yet (BLIP, BLIP-2).
+
+    A missing module is skipped; any other import error propagates (a broken family is a bug).
+    """
+    found: dict[str, FamilySpec] = {}
+    for module_name in _OPTIONAL_FAMILY_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        for value in vars(module).values():
+            if isinstance(value, FamilySpec):
+                found[value.name] = value
+    return found
+
+
+FAMILIES: dict[str, FamilySpec] = {LLAVA.name: LLAVA, VILT.name: VILT, **_optional_families()}
+
+
+def list_presets() -> list[str]:
+    """Names of the tiny presets, e.g. ["tiny-llava", "tiny-vilt", ...]."""
+    return [PRESET_PREFIX + name for name in FAMILIES]
+
+
+def get_family(family: str) -> FamilySpec:
+    """The spec of `family` ("llava" or its preset name "tiny-llava").
+
+    Raises:
+        ValueError: unknown family (the message names it and lists the known ones).
+    """
+    name = family.removeprefix(PRESET_PREFIX)
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)} "
+                         f"(presets {list_presets()})")
+    return FAMILIES[name]
+
+
+def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Sequence[str],
+                    unit_mode: UnitMode = "layer", lora_r: int = 8, lora_alpha: int = 16,
+                    lora_dropout: float = 0.0, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0,
+                    cache_dir: str | Path | None = None) -> VqaModel:
+    """Build a `VqaModel` (eval mode; all units + head trainable) with a fresh seeded head.
+
+    Args:
+        family: "llava", "vilt", ... or a preset name "tiny-<family>".
+        checkpoint: "scratch", "foundation", a hub id or a local directory.
+        answers: closed answer set of the head.
+        unit_mode: "layer" (units = whole blocks) or "adapter" (units = LoRA inside each block).
+        lora_r: LoRA rank (adapter mode).
+        lora_alpha: LoRA alpha (adapter mode).
+        lora_dropout: LoRA dropout (adapter mode).
+        image_size: input side in pixels for the tiny presets (ignored for real checkpoints).
+        seed: seeds scratch weights, LoRA A and the head.
+        cache_dir: root of the foundation cache (see `f3ocus.models.foundation.foundation_dir`).
+
+    Returns:
+        The model; `model.units` lists its selectable units.
+
+    Raises:
+        ValueError: unknown family.
+    """
+    spec = get_family(family)
+    backbone, processor = load_backbone(spec, checkpoint, image_size=image_size, seed=seed,
+                                        cache_dir=cache_dir)
+    lora = LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout)
+    model = VqaModel(spec, backbone, processor, answers, unit_mode=unit_mode, lora=lora, seed=seed)
+    return model.eval()
+
+
+def load_backbone(spec: FamilySpec, checkpoint: str, *, image_size: int = DEFAULT_IMAGE_SIZE,
+                  seed: int = 0, cache_dir: str | Path | None = None) -> tuple[nn.Module, Any]:
+    """(backbone, processor) for a checkpoint string (see `build_vqa_model`)."""
+    if checkpoint == SCRATCH:
+        with isolated_rng(seed):  # transformers initialises weights from the global RNG
+            return spec.build_tiny(default_words(), image_size)
+    if checkpoint == FOUNDATION:
+        from f3ocus.models.foundation import ensure_foundation  # foundation builds scratch models
+
+        checkpoint = str(ensure_foundation(spec.name, cache_dir, image_size=image_size))
+    backbone = spec.model_class.from_pretrained(checkpoint, attn_implementation="eager")
+    return backbone, AutoProcessor.from_pretrained(checkpoint)
+
+
+def list_units(family: str, checkpoint: str = SCRATCH, cache_dir: str | Path | None = None) -> list[str]:
+    """Unit names of a model without materialising weights (meta device; config only).
+
+    "scratch" and "foundation" share the tiny preset's architecture, so neither builds nor reads the
+    foundation cache (`cache_dir` is accepted for symmetry with `build_vqa_model`).
+
+    Raises:
+        ValueError: unknown family.
+    """
+    del cache_dir
+    spec = get_family(family)
+    with torch.device("meta"):
+        if checkpoint in (SCRATCH, FOUNDATION):
+            backbone, _ = spec.build_tiny(default_words(), DEFAULT_IMAGE_SIZE)
+        else:
+            config = AutoConfig.from_pretrained(checkpoint)
+            backbone = spec.model_class(config)
+    return [unit.name for unit in discover_units(backbone, spec)]

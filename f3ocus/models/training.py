@@ -1,0 +1,174 @@
+"""Local training and evaluation of a `VqaModel` on pre-encoded examples.
+
+It owns `EncodedShard` (a client's examples, encoded once by the processor and kept as tensors),
+`encode_examples`, `train_epochs` (AdamW over whatever currently has `requires_grad`, i.e. the
+round's selected units) and `evaluate` (closed-set accuracy and loss). Both leave `requires_grad`
+and train/eval mode as they found them; randomness comes only from the caller's `torch.Generator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch.nn import functional
+
+from f3ocus.models._rng import draw_seed, isolated_rng
+from f3ocus.models.vqa_model import VqaModel
+
+IGNORE = -1
+# Sequence-shaped processor outputs and the value that pads them (input_ids uses the pad token id).
+_SEQUENCE_PAD = {"attention_mask": 0, "token_type_ids": 0, "mm_token_type_ids": 0}
+
+
+@dataclass(frozen=True)
+class EncodedShard:
+    """Encoded examples.
+
+    Attributes:
+        tensors: processor outputs, each with leading dim n (e.g. input_ids (n, T), pixel_values (n, 3, H, W)).
+        labels: (n,) long, index into `model.answers`, -1 for answers outside the closed set.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs of the given rows (long (b,)), with all-padding sequence columns trimmed."""
+        return _trim_padding({key: value[rows] for key, value in self.tensors.items()})
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Closed-set evaluation: accuracy over all n rows (label -1 counts as wrong), mean CE loss over
+    rows with a known label (nan if none), n, and predictions (n,) long answer indices."""
+
+    accuracy: float
+    loss: float
+    n: int
+    predictions: torch.Tensor
+
+
+def encode_examples(model: VqaModel, images: Sequence[Image.Image], questions: Sequence[str],
+                    answers: Sequence[str], batch_size: int = 64) -> EncodedShard:
+    """Encode n examples with the model's processor, `batch_size` at a time.
+
+    Returns:
+        `EncodedShard`; sequences are right/left padded (as the tokenizer pads) to the longest row.
+    """
+    if not len(images) == len(questions) == len(answers):
+        raise ValueError(f"lengths differ: {len(images)} images, {len(questions)} questions, {len(answers)} answers")
+    index = {answer: position for position, answer in enumerate(model.answers)}
+    labels = torch.tensor([index.get(answer, IGNORE) for answer in answers], dtype=torch.long)
+    parts = [model.encode(list(images[start:start + batch_size]), list(questions[start:start + batch_size]))
+             for start in range(0, len(questions), batch_size)]
+    if not parts:
+        raise ValueError("encode_examples needs at least one example")
+    tokenizer = getattr(model.processor, "tokenizer", None)
+    pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    tensors = {key: _concat([part[key] for part in parts], _pad_value(key, pad_id), left) for key in parts[0]}
+    return EncodedShard(tensors=tensors, labels=labels)
+
+
+def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_size: int, lr: float,
+                 weight_decay: float = 0.0, generator: torch.Generator) -> float:
+    """Train the parameters that have `requires_grad` with AdamW and cross-entropy.
+
+    Args:
+        model: the model; its trainable set (see `VqaModel.set_trainable`) is what gets updated.
+        shard: encoded examples; rows with label -1 do not contribute to the loss.
+        epochs: passes over the shard.
+        batch_size: rows per step.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        generator: shuffling and in-model randomness (dropout) derive from it only.
+
+    Returns:
+        Mean training loss over all labelled rows seen (nan if none).
+    """
+    params = [param for param in model.parameters() if param.requires_grad]
+    if not params:
+        raise ValueError("train_epochs: no parameter requires grad (call set_trainable first)")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    was_training = model.training
+    total, count = 0.0, 0
+    model.train()
+    try:
+        with isolated_rng(draw_seed(generator)):
+            for _ in range(epochs):
+                for rows in torch.randperm(len(shard), generator=generator).split(batch_size):
+                    loss, labelled = _step(model, shard, rows, optimizer)
+                    total, count = total + loss * labelled, count + labelled
+    finally:
+        optimizer.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return total / count if count else float("nan")
+
+
+def _step(model: VqaModel, shard: EncodedShard, rows: torch.Tensor,
+          optimizer: torch.optim.Optimizer) -> tuple[float, int]:
+    """One optimiser step on `rows`; returns (mean loss, number of labelled rows)."""
+    labels = shard.labels[rows]  # (b,)
+    labelled = int((labels != IGNORE).sum())
+    if labelled == 0:
+        return 0.0, 0
+    optimizer.zero_grad(set_to_none=True)
+    loss = functional.cross_entropy(model(**shard.batch(rows)), labels, ignore_index=IGNORE)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), labelled
+
+
+@torch.no_grad()
+def evaluate(model: VqaModel, shard: EncodedShard, batch_size: int = 128) -> EvalResult:
+    """Closed-set accuracy and loss of `model` on `shard` (eval mode, no grad).
+
+    Returns:
+        `EvalResult`; rows labelled -1 count as wrong and are excluded from the loss.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        logits = torch.cat([model(**shard.batch(rows))
+                            for rows in torch.arange(len(shard)).split(batch_size)])  # (n, A)
+    finally:
+        model.train(was_training)
+    predictions = logits.argmax(dim=1)  # (n,)
+    known = shard.labels != IGNORE
+    correct = int((predictions[known] == shard.labels[known]).sum())
+    loss = (float(functional.cross_entropy(logits[known], shard.labels[known])) if bool(known.any())
+            else float("nan"))
+    return EvalResult(accuracy=correct / max(len(shard), 1), loss=loss, n=len(shard), predictions=predictions)
+
+
+def _pad_value(key: str, pad_id: int) -> int | None:
+    """Padding value of a sequence-shaped key, None for keys that are not token sequences."""
+    return pad_id if key == "input_ids" else _SEQUENCE_PAD.get(key)
+
+
+def _concat(parts: list[torch.Tensor], pad_value: int | None, left: bool) -> torch.Tensor:
+    """Concatenate batch parts, padding dim 1 of token sequences to the longest part."""
+    if pad_value is None or parts[0].dim() != 2:
+        return torch.cat(parts)
+    length = max(part.shape[1] for part in parts)
+    padded = [functional.pad(part, (length - part.shape[1], 0) if left else (0, length - part.shape[1]),
+                             value=pad_value) for part in parts]
+    return torch.cat(padded)
+
+
+def _trim_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the sequence columns that are padding in every row (saves compute on short batches)."""
+    mask = batch.get("attention_mask")
+    if mask is None or mask.dim() != 2:
+        return batch
+    keep = mask.bool().any(dim=0)  # (T,)
+    if bool(keep.all()):
+        return batch
+    return {key: value[:, keep] if key == "input_ids" or key in _SEQUENCE_PAD else value
+            for key, value in batch.items()}
