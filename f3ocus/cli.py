@@ -1,4 +1,4 @@
-"""The `f3ocus` command: run, validate, pretrain, units.
+"""The `f3ocus` command: run, validate, pretrain, units, solve.
 
 User errors (an invalid config, bad data) print one line naming the field or row and exit with code 2,
 never a traceback; they are caught here, before Ray starts. Anything else is a bug and propagates.
@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from f3ocus.config.load import load_config
 from f3ocus.config.schema import ConfigError
+from f3ocus.selection.solve_cli import add_solve_parser
 
 EXIT_USAGE = 2
 
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     units.add_argument("--model", required=True, help="tiny-<family>, or FAMILY:CHECKPOINT (hub id / local dir)")
     units.add_argument("--unit-mode", choices=("layer", "adapter"), default="layer")
     units.set_defaults(handler=_units)
+
+    add_solve_parser(commands)
     return parser
 
 

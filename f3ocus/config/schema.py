@@ -160,17 +160,37 @@ class FederationConfig:
 class SelectionConfig:
     """Which units each client trains each round.
 
-    `method`: a registered selector (full, random, first_k, last_k, top_k, ...). `scorer`: the per-unit
-    importance scorer clients run when the selector needs scores (top_k). `score_batch_size`: samples
-    per client used for scoring.
+    `method`: a registered selector (full, random, first_k, last_k, top_k, lntk, f3ocus, ...). `scorer`: the
+    per-unit importance scorer clients run when the selector needs scores (top_k, lntk, f3ocus).
+    `score_batch_size`: samples per client used for scoring.
+    F3OCUS server step (read only by method "f3ocus"): `solver` (nsga2, abc, aco, sa, mopso, flow),
+    `pop_size` and `max_evals` (objective evaluations per round), `archive_size` (most front points kept),
+    `decision` (knee | pseudo_weights: how one front point is picked) and `decision_weight` (importance
+    weight for pseudo_weights).
     """
 
     method: str = "top_k"
     scorer: str = "grad_norm"
     score_batch_size: int = 16
+    # F3OCUS server step (method "f3ocus"); see f3ocus/selection/f3ocus_selector.py.
+    solver: str = "nsga2"
+    pop_size: int = 100
+    max_evals: int = 10000
+    archive_size: int = 100
+    decision: str = "knee"
+    decision_weight: float = 0.5
 
     def __post_init__(self) -> None:
         _require(self.score_batch_size >= 1, "score_batch_size", f"must be >= 1, got {self.score_batch_size}")
+        solvers = ("nsga2", "abc", "aco", "sa", "mopso", "flow")  # keys of f3ocus.selection.solvers.SOLVERS
+        _require(self.solver in solvers, "solver", f"must be one of {', '.join(solvers)}, got {self.solver!r}")
+        _require(self.pop_size >= 2, "pop_size", f"must be >= 2, got {self.pop_size}")
+        _require(self.max_evals >= self.pop_size, "max_evals",
+                 f"must be >= pop_size ({self.pop_size}), got {self.max_evals}")
+        _require(self.archive_size >= 2, "archive_size", f"must be >= 2, got {self.archive_size}")
+        _require(self.decision in ("knee", "pseudo_weights"), "decision",
+                 f"must be 'knee' or 'pseudo_weights', got {self.decision!r}")
+        _require(0.0 <= self.decision_weight <= 1.0, "decision_weight", f"must be in [0, 1], got {self.decision_weight}")
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class Coordinator:
         self.pool = make_pool()
         self.info = self.pool.model_info()
         self.logger = make_logger(resume.mlflow_run_id if resume else None)
-        self.selector = build_selector(config.selection.method)
+        self.selector = build_selector(config.selection)
         self.state = resume or FederationState(0, dict(self.info.initial_tensors))
         self.state.mlflow_run_id = self.logger.run_id
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.

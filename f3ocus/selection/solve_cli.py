@@ -1,0 +1,117 @@
+"""`f3ocus solve`: solve one F3OCUS selection problem offline from a score file and print / write the front.
+
+    f3ocus solve --scores scores.json --budgets 2,3,1 --algorithm nsga2 [--seed 0] [--out front.json]
+
+`--scores` is a JSON list of N lists of L floats, or a `.npy` (N, L) array. Rows are used as given (not
+re-normalised). Bad input raises `ConfigError` naming the flag; `f3ocus.cli.main` (or `main` here) turns it
+into one `config error: ...` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from f3ocus.config.schema import ConfigError
+
+ALGORITHMS = ("nsga2", "abc", "aco", "sa", "mopso", "flow")
+EXIT_USAGE = 2
+
+
+def add_solve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the `solve` sub-command on an `argparse` subparsers object; returns its parser."""
+    solve = subparsers.add_parser("solve", help="solve one F3OCUS layer-selection problem from a score file")
+    solve.add_argument("--scores", required=True, help="JSON list of N lists of L floats, or an (N, L) .npy")
+    solve.add_argument("--budgets", required=True, help="comma-separated per-client budgets b1,b2,...")
+    solve.add_argument("--algorithm", choices=ALGORITHMS, default="nsga2")
+    solve.add_argument("--seed", type=int, default=0)
+    solve.add_argument("--out", help="write the JSON here instead of stdout")
+    solve.add_argument("--pop-size", type=int, default=100)
+    solve.add_argument("--max-evals", type=int, default=10000)
+    solve.add_argument("--archive-size", type=int, default=100)
+    solve.add_argument("--decision", choices=("knee", "pseudo_weights"), default="knee")
+    solve.add_argument("--decision-weight", type=float, default=0.5, help="importance weight for pseudo_weights")
+    solve.set_defaults(handler=run_solve)
+    return solve
+
+
+def run_solve(args: argparse.Namespace) -> int:
+    """Handler: read, solve, decide, write. Raises ConfigError on bad input."""
+    from f3ocus.selection.archive import SolverSettings
+    from f3ocus.selection.decide import choose
+    from f3ocus.selection.objectives import to_objectives
+    from f3ocus.selection.problem import SelectionProblem
+    from f3ocus.selection.solvers import build_solver
+
+    scores, budgets = read_scores(args.scores), parse_budgets(args.budgets)
+    try:
+        problem = SelectionProblem(scores, budgets)
+    except ValueError as error:
+        raise ConfigError("--budgets" if "budget" in str(error) else "--scores", str(error)) from None
+    try:
+        settings = SolverSettings(args.pop_size, args.max_evals, args.archive_size)
+    except ValueError as error:
+        raise ConfigError("--pop-size", str(error)) from None
+    if not 0.0 <= args.decision_weight <= 1.0:
+        raise ConfigError("--decision-weight", f"must be in [0, 1], got {args.decision_weight}")
+    start = time.perf_counter()
+    front = build_solver(args.algorithm).solve(problem, np.random.default_rng(args.seed), settings)
+    chosen = choose(front.F, args.decision, args.decision_weight)
+    seconds = time.perf_counter() - start
+    objectives, masks = to_objectives(front.F), front.masks(problem).astype(int)  # (P, 2), (P, N, L)
+    report = {"algorithm": args.algorithm, "pareto_front": objectives.tolist(), "pareto_masks": masks.tolist(),
+              "selected": {"index": chosen, "masks": masks[chosen].tolist(),
+                           "importance": float(objectives[chosen, 0]), "variance": float(objectives[chosen, 1])},
+              "n_evals": front.n_evals, "seconds": seconds}
+    _write(json.dumps(report), args.out)
+    return 0
+
+
+def read_scores(path: str) -> Any:
+    """The score matrix from a JSON or .npy file (validated later by SelectionProblem). Raises ConfigError."""
+    try:
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError("--scores", f"cannot read {path}: {error}") from None
+
+
+def parse_budgets(text: str) -> list[int]:
+    """'2,3,1' -> [2, 3, 1]. Raises ConfigError on anything but comma-separated integers."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError("--budgets", f"expected comma-separated integers, got {text!r}") from None
+
+
+def _write(text: str, out: str | None) -> None:
+    if out is None:
+        print(text)
+        return
+    try:
+        Path(out).write_text(text + "\n")
+    except OSError as error:
+        raise ConfigError("--out", f"cannot write {out}: {error}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (`python -m f3ocus.selection.solve_cli solve ...`), same contract as `f3ocus solve`."""
+    parser = argparse.ArgumentParser(prog="f3ocus")
+    add_solve_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Every solver: seeded determinism, feasible and mutually non-dominated fronts; flow = brute force."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from f3ocus.selection.archive import Archive, SolverSettings, non_dominated_unique
+from f3ocus.selection.objectives import evaluate
+from f3ocus.selection.problem import SelectionProblem
+from f3ocus.selection.solvers import SOLVERS, build_solver, solve_weighted
+
+SETTINGS = SolverSettings(pop_size=20, max_evals=600, archive_size=30)
+
+
+def _problem(seed=0, N=4, L=7):
+    rng = np.random.default_rng(seed)
+    return SelectionProblem(rng.dirichlet(np.ones(L), N), rng.integers(1, 4, N))
+
+
+def _enumerate(problem):
+    """All feasible masks (K, N·L) of a tiny problem."""
+    L = problem.num_units
+    rows = [[np.isin(np.arange(L), c) for c in itertools.combinations(range(L), b)] for b in problem.budgets]
+    return np.array([np.concatenate(choice) for choice in itertools.product(*rows)])
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_solver_is_seeded_feasible_and_non_dominated(name):
+    problem = _problem()
+    first = build_solver(name).solve(problem, 11, SETTINGS)
+    again = build_solver(name).solve(problem, np.random.default_rng(11), SETTINGS)
+    assert np.array_equal(first.X, again.X) and np.array_equal(first.F, again.F)
+    assert (first.masks(problem).sum(axis=2) == problem.budgets).all()
+    np.testing.assert_allclose(first.F, evaluate(first.X, problem))
+    assert len(non_dominated_unique(first.F)) == len(first.F)
+    assert first.n_evals <= SETTINGS.max_evals
+
+
+@pytest.mark.parametrize("name", sorted(set(SOLVERS) - {"flow"}))
+def test_solver_finds_the_exact_front_of_a_tiny_problem(name):
+    problem = _problem(seed=2, N=3, L=5)
+    X = _enumerate(problem)
+    exact = evaluate(X, problem)[non_dominated_unique(evaluate(X, problem))]
+    found = build_solver(name).solve(problem, 0, SolverSettings(pop_size=20, max_evals=2000))
+    assert {tuple(np.round(f, 9)) for f in found.F} == {tuple(np.round(f, 9)) for f in exact}
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.05, 0.3, 0.5, 0.8, 0.97, 1.0])
+def test_flow_equals_brute_force_for_every_weight(weight):
+    problem = SelectionProblem([[0.1, 0.4, 0.3, 0.2], [0.5, 0.2, 0.2, 0.1]], [2, 3])
+    F = evaluate(_enumerate(problem), problem)  # 6 * 4 = 24 masks
+    best = np.min(weight * F[:, 0] + (1 - weight) * F[:, 1])
+    f = evaluate(solve_weighted(problem, weight), problem)[0]
+    assert weight * f[0] + (1 - weight) * f[1] == pytest.approx(best, abs=1e-12)
+
+
+def test_flow_front_is_the_supported_part_of_the_exact_front():
+    problem = _problem(seed=5, N=3, L=6)
+    F = evaluate(_enumerate(problem), problem)
+    exact = {tuple(np.round(f, 9)) for f in F[non_dominated_unique(F)]}
+    flow = build_solver("flow").solve(problem, None, SETTINGS)
+    assert {tuple(np.round(f, 9)) for f in flow.F} <= exact
+    assert flow.F[0, 0] == pytest.approx(F[:, 0].min()) and flow.F[:, 1].min() == pytest.approx(F[:, 1].min())
+
+
+def test_archive_keeps_non_dominated_unique_points_and_its_extremes():
+    archive = Archive(capacity=3)
+    X = np.eye(6, dtype=bool)
+    F = np.array([[0, 5], [1, 4], [1, 4], [2, 2], [3, 1], [3, 3]], dtype=float)  # row 2 duplicate, row 5 dominated
+    archive.add(X, F)
+    assert archive.F.tolist() == [[0, 5], [2, 2], [3, 1]]  # (1, 4) is the most crowded of the four
+    archive.add(np.ones((1, 6), bool), np.array([[-1.0, 0.0]]))  # dominates everything
+    assert archive.F.tolist() == [[-1, 0]] and archive.X.all()
+
+
+def test_unknown_solver_and_bad_settings_are_errors():
+    with pytest.raises(ValueError, match="nsga2"):
+        build_solver("tabu")
+    with pytest.raises(ValueError, match="max_evals"):
+        SolverSettings(pop_size=50, max_evals=10)
