@@ -1,15 +1,30 @@
-"""Scorer registry: config `selection.scorer` -> scorer class."""
+"""Scorer registry: config `selection.scorer` -> a zero-argument factory of the scorer.
+
+LNTK variants (METHOD.md §2) are registered by name, since the config carries only the name:
+`lntk` (default: exact solver, per-sample loss-gradient kernel; see `lntk.py` for why), `lntk_exact_logit`, `lntk_matfree_logit`,
+`lntk_exact_grad`, `lntk_matfree_grad`.
+"""
 
 from __future__ import annotations
 
-from f3ocus.importance.grad_norm import GradNormScorer
+from functools import partial
+from typing import Callable
 
-SCORERS: dict[str, type] = {cls.name: cls for cls in (GradNormScorer,)}
+from f3ocus.importance.grad_norm import GradNormScorer
+from f3ocus.importance.lntk import KERNELS, SOLVERS, LntkScorer
+
+SCORERS: dict[str, Callable[[], object]] = {
+    GradNormScorer.name: GradNormScorer,
+    "lntk": partial(LntkScorer, name="lntk"),
+    **{f"lntk_{solver}_{kernel}": partial(LntkScorer, kernel=kernel, solver=solver)
+       for solver in SOLVERS for kernel in KERNELS},
+}
 
 
 def build_scorer(name: str):
     """Instantiate the scorer registered as `name`. Raises ValueError naming the known ones."""
     try:
-        return SCORERS[name]()
+        factory = SCORERS[name]
     except KeyError:
         raise ValueError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}") from None
+    return factory()
