@@ -30,7 +30,7 @@ from f3ocus.data.schema import DataError, column_values
 from f3ocus.data.store import FederatedStore, read_meta
 from f3ocus.data.ultra_medvqa import build_ultra_medvqa
 
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: label questions weighted 0.6, stronger synthetic label marks
 TASKS: tuple[str, ...] = ("ultra_medvqa", "easy_vqa", *HUB_IDS)
 SYNTHETIC_IMAGES_PER_FLAG = 1000  # when samples_per_client is None
 
