@@ -2,7 +2,9 @@
 `ray job submit`; afterwards the test finds the MLflow run and its metrics. The cluster is always stopped."""
 
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -18,19 +20,23 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def ray_cluster(tmp_path):
+def ray_cluster():
     port, dashboard = free_port(), free_port()
+    # Ray's unix sockets live under --temp-dir and must fit in 107 bytes: pytest's tmp_path is too long.
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     # The job's `python` is resolved on the cluster's PATH: make it this venv's interpreter.
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     env["PATH"] = f"{BIN}:{env['PATH']}"
     start = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--num-cpus", "2",
-             "--temp-dir", str(tmp_path / "ray"), "--disable-usage-stats"]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
+             "--temp-dir", temp_dir, "--disable-usage-stats"]
+    started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
     try:
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         yield f"http://127.0.0.1:{dashboard}"
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_job_submit_runs_an_experiment_and_logs_to_mlflow(cache_env, ray_cluster, tmp_path):
