@@ -21,7 +21,6 @@ import numpy as np
 from f3ocus.config.schema import ConfigError
 
 ALGORITHMS = ("nsga2", "abc", "aco", "sa", "mopso", "flow")
-EXIT_USAGE = 2
 
 
 def add_solve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -102,15 +101,10 @@ def _write(text: str, out: str | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m f3ocus.selection.solve_cli solve ...`), same contract as `f3ocus solve`."""
-    parser = argparse.ArgumentParser(prog="f3ocus")
-    add_solve_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+    """Stand-alone entry point (`python -m f3ocus.selection.solve_cli solve ...`): exactly `f3ocus solve`."""
+    from f3ocus.cli import main as cli_main  # late: f3ocus.cli imports this module
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
