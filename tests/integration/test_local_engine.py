@@ -1,0 +1,21 @@
+"""The in-process engine runs the F3OCUS selector with LNTK scores end to end (no Ray)."""
+
+import pytest
+
+from f3ocus.config import load_config
+from f3ocus.experiment import run_experiment
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("unit_mode", ["layer", "adapter"])
+def test_f3ocus_selection_with_lntk_scores_respects_budgets(tmp_path, unit_mode):
+    cfg = load_config("configs/smoke/cpu_tiny.yaml", [
+        f"tracking.output_dir={tmp_path}", "tracking.mlflow=false", "federation.engine=local",
+        "federation.rounds=1", "data.samples_per_client=30", "selection.method=f3ocus",
+        "selection.scorer=lntk", "selection.max_evals=2000", f"model.unit_mode={unit_mode}"])
+    result = run_experiment(cfg, show=lambda _: None)
+    selected = result["history"][1]["selected"]
+    assert [len(selected[c]) for c in ("bloodmnist", "dermamnist", "pathmnist")] == [1, 2, 3]
+    assert result["bytes_up_total"] > 0
+    assert len(list(tmp_path.glob("*/checkpoint.pt"))) == 1
