@@ -203,8 +203,9 @@ def lora_target_regex(backbone: nn.Module, units: Sequence[UnitSpec]) -> str:
     stacks of a two-tower model.
     """
     roots = tuple(unit.module_path + "." for unit in units)
+    paths = {unit.module_path for unit in units}  # a unit may itself be one Linear (BLIP-2's connector)
     linears = [path for path, module in backbone.named_modules()
-               if isinstance(module, nn.Linear) and path.startswith(roots)]
+               if isinstance(module, nn.Linear) and (path in paths or path.startswith(roots))]
     if not linears:
         raise ValueError("no nn.Linear inside any unit: adapter mode has nothing to adapt")
     return "^(?:" + "|".join(re.escape(path) for path in linears) + ")$"

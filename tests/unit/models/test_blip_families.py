@@ -192,3 +192,11 @@ def test_save_and_reload_give_identical_pooled_features(built, images, tmp_path)
     for key, value in inputs.items():
         assert torch.equal(reloaded_inputs[key], value), key
     torch.testing.assert_close(reloaded_features, features, rtol=0, atol=0)
+
+
+def test_every_blip2_unit_gets_lora_tensors_in_adapter_mode():
+    from f3ocus.models.registry import build_vqa_model
+
+    model = build_vqa_model("blip2", "scratch", answers=["yes", "no"], unit_mode="adapter")
+    sizes = model.num_unit_parameters()
+    assert all(sizes[unit] > 0 for unit in model.units), sizes  # incl. the bare-Linear connector
