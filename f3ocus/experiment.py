@@ -50,14 +50,14 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     _quiet_libraries()
-    validate(cfg)
+    units = validate(cfg)
     run_dir = Path(resume_dir).resolve() if resume_dir else None
     resume = None
     if run_dir is not None:
         if not (run_dir / CHECKPOINT).exists():
             raise ConfigError("--resume", f"no {CHECKPOINT} in {run_dir}: nothing to resume")
         resume = FederationState.load(run_dir / CHECKPOINT)
-    prepared = prepare(cfg, show=show, run_dir=run_dir)
+    prepared = prepare(cfg, num_units=len(units), show=show, run_dir=run_dir)
     show(f"run dir: {prepared.run_dir}" + (f" (resuming after round {resume.round_idx})" if resume else ""))
     started = time.perf_counter()
     if cfg.federation.engine == "local":
@@ -74,12 +74,15 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
     return result
 
 
-def prepare(cfg: ExperimentConfig, *, show: Callable[[str], None] = print, run_dir: Path | None = None) -> Prepared:
-    """Run dir, resolved config, foundation checkpoint, federated data store, budgets and baseline."""
+def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None] = print,
+            run_dir: Path | None = None) -> Prepared:
+    """Run dir, resolved config, foundation checkpoint, federated data store, budgets and baseline.
+
+    `num_units` is the model's unit count as `validate` found it (budgets are checked against it).
+    """
     from f3ocus.data.answers import closed_set_accuracy
     from f3ocus.data.prepare import prepare_federated_data
     from f3ocus.federated.coordinator import Federation
-    from f3ocus.models.registry import list_units
     from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
 
     output_dir = Path(cfg.tracking.output_dir).expanduser().resolve()
@@ -90,10 +93,8 @@ def prepare(cfg: ExperimentConfig, *, show: Callable[[str], None] = print, run_d
     cache_dir = _ensure_model(cfg, show)
     show(f"data: building/loading {cfg.data.task} ...")
     store = prepare_federated_data(cfg.data, output_dir / "datasets" / _data_key(cfg), seed=cfg.seed)
-    units = list_units(cfg.model.family, "scratch" if cfg.model.checkpoint in ("foundation", "scratch")
-                       else cfg.model.checkpoint, cache_dir=cache_dir)
     clients = tuple(store.clients)
-    budgets = check_budgets(cfg, num_units=len(units), num_clients=len(clients))
+    budgets = check_budgets(cfg, num_units=num_units, num_clients=len(clients))
     majority = {c: closed_set_accuracy([store.majority_answer(c)] * store.num_examples(c, "test"),
                                        store.shard(c, "test")["answer"]) for c in clients}
     federation = Federation(clients, {c: store.num_examples(c, "train") for c in clients}, budgets, majority)

@@ -105,7 +105,7 @@ class Coordinator:
     # ----------------------------------------------------------------------------------------- loop
     def run(self) -> dict[str, Any]:
         """Initial evaluation (unless resumed past it), every remaining round, then the summary."""
-        if not self.state.history:
+        if self.needs_initial_evaluation():
             self.evaluate_initial()
         for round_idx in range(self.next_round(), self.cfg.federation.rounds + 1):
             self.run_round(round_idx)
