@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from f3ocus.data.backgrounds import background_words
 from f3ocus.data.easy_vqa import easy_vqa_answers, easy_vqa_questions
 from f3ocus.data.medmnist_meta import INFO
 from f3ocus.data.question_templates import all_answers, all_questions
@@ -40,10 +41,11 @@ def builtin_words() -> list[str]:
     """Return the sorted unique lower-case words of every built-in question and answer.
 
     Returns:
-        easy-vqa (train + test questions, all answers) and Ultra-MedVQA (all templates and answers of the
+        easy-vqa (train + test questions, all answers), the background questions of the foundation
+        pretraining (`f3ocus.data.backgrounds`) and Ultra-MedVQA (all templates and answers of the
         twelve MedMNIST-v2 2D datasets) words, sorted.
     """
-    texts: list[str] = list(easy_vqa_answers())
+    texts: list[str] = [*easy_vqa_answers(), *background_words()]
     for split in ("train", "test"):
         questions, answers, _ = easy_vqa_questions(split)  # type: ignore[arg-type]
         texts.extend(sorted(set(questions)))

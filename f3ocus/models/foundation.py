@@ -1,8 +1,9 @@
 """The offline "foundation" checkpoints: tiny presets pretrained centrally on easy-vqa and cached.
 
 No VLM checkpoint can be downloaded here, so the default `checkpoint: foundation` is the tiny preset
-of a family after a short supervised pretraining on easy-vqa (all backbone parameters + a closed-set
-head on the 13 easy-vqa answers). This module owns where such a checkpoint lives
+of a family after a short supervised pretraining on easy-vqa, with a share of the backgrounds repainted
+and asked about (`f3ocus.data.backgrounds`: global hue, brightness and grain, which easy-vqa alone never
+asks about), training all backbone parameters + a closed-set head on those answers. This module owns where such a checkpoint lives
 (`foundation_dir`), how it is made (`pretrain`) and how it is made exactly once (`ensure_foundation`:
 file lock + tmp dir + rename, `foundation.json` written last as the completeness marker). The result
 is an ordinary `save_pretrained` directory, loaded through the same `from_pretrained` path as a hub
@@ -27,6 +28,7 @@ import transformers
 from filelock import FileLock
 from torch.nn import functional
 
+from f3ocus.data.backgrounds import add_background_scenes, background_answers
 from f3ocus.data.easy_vqa import easy_vqa_answers, load_easy_vqa
 from f3ocus.models._rng import isolated_rng
 from f3ocus.models.registry import DEFAULT_IMAGE_SIZE, SCRATCH, build_vqa_model, get_family
@@ -37,7 +39,7 @@ from f3ocus.models.vqa_model import VqaModel
 # DEVIATION: the paper fine-tunes public pretrained VLMs; offline, the default "foundation" is a tiny
 # preset pretrained here on easy-vqa (a real checkpoint is still one `model.checkpoint` away).
 MARKER = "foundation.json"
-VERSION = "v1"
+VERSION = "v2"  # v2: background scenes added to the pretraining mix
 ENV_CACHE_DIR = "F3OCUS_CACHE_DIR"
 # Measured (2-core box, other jobs running, 1 torch thread): 400 steps = 83-91 s wall, 53-58 s CPU per
 # family including encoding and evaluation; easy-vqa test accuracy 0.67 vs majority ("no") 0.37.
@@ -60,7 +62,7 @@ def foundation_dir(family: str, cache_dir: str | Path | None = None, image_size:
         image_size: input side of the preset; 32 (default) keeps the plain name.
 
     Returns:
-        `<root>/foundation/tiny-<family>-v1` (`tiny-<family>-<size>px-v1` for other image sizes).
+        `<root>/foundation/tiny-<family>-v2` (`tiny-<family>-<size>px-v2` for other image sizes).
     """
     name = get_family(family).name
     root = Path(cache_dir or os.environ.get(ENV_CACHE_DIR) or platformdirs.user_cache_dir("f3ocus"))
@@ -136,7 +138,7 @@ def pretrain(family: str, out_dir: str | Path, *, steps: int, batch_size: int = 
         Metadata for `foundation.json` (steps, seconds, test / majority accuracy, versions, ...).
     """
     start = time.perf_counter()
-    answers = easy_vqa_answers()
+    answers = pretraining_answers()
     model = build_vqa_model(family, SCRATCH, answers=answers, seed=seed, image_size=image_size)
     _train_everything(model)
     train = _encode_split(model, "train", train_limit, seed)
@@ -163,10 +165,17 @@ def _train_everything(model: VqaModel) -> None:
     model.head.requires_grad_(True)
 
 
+def pretraining_answers() -> list[str]:
+    """The pretraining head's answers: easy-vqa's 13 plus the background questions' answers, sorted."""
+    return sorted({*easy_vqa_answers(), *background_answers()})
+
+
 def _encode_split(model: VqaModel, split: str, limit: int, seed: int) -> EncodedShard:
-    """Encode a seeded subset of an easy-vqa split."""
+    """Encode a seeded subset of an easy-vqa split, with background scenes mixed in (see `backgrounds`)."""
     rows = load_easy_vqa(split=split, limit=limit, seed=seed)
-    return encode_examples(model, list(rows["image"]), list(rows["question"]), list(rows["answer"]))
+    images, questions, answers = add_background_scenes(list(rows["image"]), list(rows["question"]),
+                                                       list(rows["answer"]), seed=seed + (split == "test"))
+    return encode_examples(model, images, questions, answers)
 
 
 def _run_steps(model: VqaModel, shard: EncodedShard, *, steps: int, batch_size: int, lr: float,

@@ -34,9 +34,9 @@ def small_pretrain(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_foundation_dir_honours_argument_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(foundation.ENV_CACHE_DIR, str(tmp_path / "env"))
 
-    assert foundation.foundation_dir("tiny-llava") == tmp_path / "env" / "foundation" / "tiny-llava-v1"
-    assert foundation.foundation_dir("vilt", tmp_path) == tmp_path / "foundation" / "tiny-vilt-v1"
-    assert foundation.foundation_dir("vilt", tmp_path, image_size=64).name == "tiny-vilt-64px-v1"
+    assert foundation.foundation_dir("tiny-llava") == tmp_path / "env" / "foundation" / "tiny-llava-v2"
+    assert foundation.foundation_dir("vilt", tmp_path) == tmp_path / "foundation" / "tiny-vilt-v2"
+    assert foundation.foundation_dir("vilt", tmp_path, image_size=64).name == "tiny-vilt-64px-v2"
 
 
 def test_ensure_foundation_writes_complete_checkpoint_once_and_model_loads_it(
