@@ -2,7 +2,8 @@
 
 Each failure is a `ConfigError` naming the field: unknown model family / selector / scorer / task, a
 local data or checkpoint path that does not exist, a budget larger than the model's number of units,
-a budgets list whose length does not match the number of clients.
+a budgets list whose length does not match the number of clients, `federation.min_clients` above the
+number of clients.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def validate(cfg: ExperimentConfig) -> list[str]:
     _known("selection.method", cfg.selection.method, SELECTORS)
     _known("selection.scorer", cfg.selection.scorer, SCORERS)
     _known("data.task", cfg.data.task, TASKS)
+    if cfg.data.task == "ultra_medvqa" and cfg.data.modalities is not None:
+        from f3ocus.data.medmnist_meta import FLAGS
+
+        for index, flag in enumerate(cfg.data.modalities):
+            _known(f"data.modalities[{index}]", flag, FLAGS)
     if cfg.model.checkpoint not in BUILTIN_CHECKPOINTS and _looks_local(cfg.model.checkpoint):
         _exists("model.checkpoint", cfg.model.checkpoint)
     if cfg.data.path is not None and (cfg.data.task in ("ultra_medvqa", "easy_vqa") or _looks_local(cfg.data.path)):
@@ -39,6 +45,7 @@ def validate(cfg: ExperimentConfig) -> list[str]:
     except (OSError, ValueError) as error:
         raise ConfigError("model.checkpoint", f"cannot read the model config: {error}") from None
     check_budgets(cfg, num_units=len(units), num_clients=expected_num_clients(cfg))
+    check_min_clients(cfg, num_clients=expected_num_clients(cfg))
     return units
 
 
@@ -61,6 +68,18 @@ def check_budgets(cfg: ExperimentConfig, *, num_units: int, num_clients: int | N
     return budgets if isinstance(budgets, tuple) else (budgets,) * num_clients
 
 
+def check_min_clients(cfg: ExperimentConfig, *, num_clients: int | None) -> None:
+    """`federation.min_clients` (usable updates a round needs) must be between 1 and the number of clients.
+
+    The lower bound is checked by the schema; the upper one only once `num_clients` is known (None: skip).
+    """
+    minimum = cfg.federation.min_clients
+    if minimum < 1:
+        raise ConfigError("federation.min_clients", f"must be >= 1, got {minimum}")
+    if num_clients is not None and minimum > num_clients:
+        raise ConfigError("federation.min_clients", f"is {minimum} but the federation has only {num_clients} clients")
+
+
 def expected_num_clients(cfg: ExperimentConfig) -> int | None:
     """The client count when the config alone determines it (else it is known after the data is built)."""
     partition = cfg.data.partition
@@ -77,9 +96,17 @@ def _known(field_path: str, value: str, known) -> None:
 
 
 def _looks_local(value: str) -> bool:
-    return value.startswith(("/", "./", "../", "~")) or Path(value).expanduser().exists()
+    return value.startswith(("/", "./", "../", "~")) or _path_exists(value)
 
 
 def _exists(field_path: str, value: str) -> None:
-    if not Path(value).expanduser().exists():
+    if not _path_exists(value):
         raise ConfigError(field_path, f"path does not exist: {value}")
+
+
+def _path_exists(value: str) -> bool:
+    """`Path(value).expanduser().exists()`, False where the OS cannot even ask (name too long, `~nosuchuser`)."""
+    try:
+        return Path(value).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):
+        return False

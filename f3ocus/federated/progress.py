@@ -17,6 +17,8 @@ def format_progress(progress: Progress) -> str:
 def format_round(record: dict[str, Any], progress: Progress) -> str:
     train = "" if record["train_loss"] is None else f" train_loss {record['train_loss']:.3f}"
     failed = f" failed {record['failed_clients']}" if record["failed_clients"] else ""
+    if record.get("retries"):
+        failed += f" retried {record['retries']}"
     return (f"round {record['round']}/{progress.rounds}: acc {record['accuracy']:.3f} loss {record['loss']:.3f}"
             f"{train} up {record['bytes_up'] / 1e6:.2f} MB {record['seconds']:.1f}s ETA {_eta(progress)}{failed}")
 

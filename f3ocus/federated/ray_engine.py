@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from f3ocus.config.schema import ExperimentConfig
-from f3ocus.federated.coordinator import CHECKPOINT, Coordinator, FederationState
+from f3ocus.federated.coordinator import CHECKPOINT, Coordinator, FederationState, TooFewClientsError
 from f3ocus.federated.pool import RayPool
 from f3ocus.federated.progress import format_progress, format_round
 
@@ -71,7 +71,8 @@ def _start_coordinator(cfg: ExperimentConfig, prepared: Any, resume: FederationS
 
     fed = cfg.federation
     actor_options = {"num_cpus": fed.worker_resources.num_cpus, "num_gpus": fed.worker_resources.num_gpus}
-    make_pool = functools.partial(RayPool, worker_spec(cfg, prepared), fed.num_actors, actor_options)
+    make_pool = functools.partial(RayPool, worker_spec(cfg, prepared), fed.num_actors, actor_options,
+                                  retries=fed.client_retries)
     coordinator_cls = ray.remote(Coordinator).options(
         num_cpus=fed.coordinator_resources.num_cpus, num_gpus=fed.coordinator_resources.num_gpus,
         max_concurrency=2)
@@ -88,7 +89,12 @@ def _run_rounds(cfg: ExperimentConfig, coordinator: Any, show: Callable[[str], N
     if ray.get(coordinator.needs_initial_evaluation.remote()):
         _watch(coordinator.evaluate_initial.remote(), coordinator, show)
     for round_idx in range(ray.get(coordinator.next_round.remote()), cfg.federation.rounds + 1):
-        _watch(coordinator.run_round.remote(round_idx), coordinator, show)
+        try:
+            _watch(coordinator.run_round.remote(round_idx), coordinator, show)
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, TooFewClientsError):  # the same clear stop as the local engine
+                raise error.cause from None
+            raise
     return ray.get(coordinator.finish.remote())
 
 
