@@ -1,7 +1,9 @@
-"""The `f3ocus` command: run, validate, pretrain, units, solve.
+"""The `f3ocus` command: run, validate, pretrain, units, solve, mlflow-replay.
 
-User errors (an invalid config, bad data) print one line naming the field or row and exit with code 2,
-never a traceback; they are caught here, before Ray starts. Anything else is a bug and propagates.
+User errors (an invalid config: `ConfigError`; bad data: `f3ocus.data.schema.DataError`) print one line,
+`config error: <field>: ...` or `data error: <file or row>: ...`, and exit with code 2, never a traceback;
+both surface before Ray starts (validation, then data preparation on the driver). Anything else is a bug
+and propagates.
 """
 
 from __future__ import annotations
@@ -18,19 +20,28 @@ from f3ocus.config.schema import ConfigError
 from f3ocus.selection.solve_cli import add_solve_parser
 
 EXIT_USAGE = 2
+EXIT_STOPPED = 1  # the run stopped on purpose (too few clients); its last checkpoint can be resumed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a name with undecodable argv bytes must not crash a print
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (a test's capture, a redirect)
+            pass
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+        print(f"config error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
     except _user_errors() as error:
-        print(f"data error: {error}", file=sys.stderr)
+        print(f"data error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
+    except _run_stops() as error:
+        print(f"run stopped: {error}", file=sys.stderr)
+        return EXIT_STOPPED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     units.add_argument("--model", required=True, help="tiny-<family>, or FAMILY:CHECKPOINT (hub id / local dir)")
     units.add_argument("--unit-mode", choices=("layer", "adapter"), default="layer")
     units.set_defaults(handler=_units)
+
+    replay = commands.add_parser("mlflow-replay", help="send the MLflow records a run buffered while MLflow was down")
+    replay.add_argument("buffer", help="the run's mlflow_buffer.jsonl")
+    replay.add_argument("--tracking-uri", help="default: the URI stored with each record")
+    replay.set_defaults(handler=_mlflow_replay)
 
     add_solve_parser(commands)
     return parser
@@ -116,6 +132,20 @@ def _units(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mlflow_replay(args: argparse.Namespace) -> int:
+    from f3ocus.tracking.mlflow_logger import replay_buffer
+
+    if not Path(args.buffer).is_file():
+        raise ConfigError("buffer", f"no such file: {args.buffer}")
+    try:
+        sent = replay_buffer(args.buffer, args.tracking_uri)
+    except Exception as error:  # noqa: BLE001 - MLflow still down: say so, keep the rest of the buffer
+        print(f"mlflow error: {_one_line(error)} (unsent records stay in {args.buffer})", file=sys.stderr)
+        return 1
+    print(f"sent {sent} buffered record(s) to MLflow")
+    return 0
+
+
 def _tiny_family(name: str) -> str:
     from f3ocus.models.registry import FAMILIES
 
@@ -123,6 +153,17 @@ def _tiny_family(name: str) -> str:
     if family not in FAMILIES:
         raise ConfigError("--model", f"unknown model {name!r}; known: {', '.join('tiny-' + f for f in FAMILIES)}")
     return family
+
+
+def _run_stops() -> tuple[type[BaseException], ...]:
+    from f3ocus.federated.coordinator import TooFewClientsError
+
+    return (TooFewClientsError,)
+
+
+def _one_line(error: BaseException) -> str:
+    """The message on one line (a library's multi-line message is joined with " | ")."""
+    return " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,7 +21,7 @@ import yaml
 
 from f3ocus.config.load import flatten, to_dict
 from f3ocus.config.schema import ConfigError, ExperimentConfig
-from f3ocus.config.validate import check_budgets, validate
+from f3ocus.config.validate import check_budgets, check_min_clients, validate
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_AUTH_MODE": "disabled",
                "TOKENIZERS_PARALLELISM": "false"}
@@ -36,6 +36,7 @@ class Prepared:
     model_cache_dir: str | None
     federation: Any  # f3ocus.federated.coordinator.Federation
     tracking_uri: str | None
+    bad_rows: dict[str, Any] = field(default_factory=dict)  # rows skipped under data.on_bad_row: skip
 
 
 def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, show: Callable[[str], None] = print,
@@ -95,11 +96,15 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
     store = prepare_federated_data(cfg.data, output_dir / "datasets" / _data_key(cfg), seed=cfg.seed)
     clients = tuple(store.clients)
     budgets = check_budgets(cfg, num_units=num_units, num_clients=len(clients))
+    check_min_clients(cfg, num_clients=len(clients))
     majority = {c: closed_set_accuracy([store.majority_answer(c)] * store.num_examples(c, "test"),
                                        store.shard(c, "test")["answer"]) for c in clients}
     federation = Federation(clients, {c: store.num_examples(c, "train") for c in clients}, budgets, majority)
     tracking_uri = (resolve_tracking_uri(cfg.tracking.tracking_uri, output_dir) if cfg.tracking.mlflow else None)
-    return Prepared(run_dir, store.root, cache_dir, federation, tracking_uri)
+    bad_rows = store.bad_rows
+    if bad_rows.get("total"):
+        show(f"data: skipped {bad_rows['total']} bad row(s) (data.on_bad_row: skip): {bad_rows['by_reason']}")
+    return Prepared(run_dir, store.root, cache_dir, federation, tracking_uri, bad_rows)
 
 
 def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = None):
@@ -108,7 +113,7 @@ def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = 
     With `run_id` (a resumed run) it reopens that MLflow run and logs no params again (MLflow forbids
     changing a logged param; the resumed run's config is the one already logged).
     """
-    from f3ocus.tracking import MlflowLogger, NullLogger
+    from f3ocus.tracking import MlflowLogger, NullLogger, names
 
     if prepared.tracking_uri is None:
         return NullLogger()
@@ -117,13 +122,18 @@ def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = 
                           output_dir / "mlartifacts",
                           tags={"f3ocus.git_sha": _git_sha(), "f3ocus.run_dir": str(prepared.run_dir),
                                 "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family},
-                          run_id=run_id)
+                          run_id=run_id, buffer_path=prepared.run_dir / "mlflow_buffer.jsonl")
     if run_id is not None:
         return logger
     resolved = to_dict(cfg)
     logger.log_params({**flatten(resolved), "federation.clients": ",".join(prepared.federation.clients),
                        "federation.resolved_budgets": list(prepared.federation.budgets)})
     logger.log_dict(resolved, "config/resolved.yaml")
+    by_reason = prepared.bad_rows.get("by_reason", {})
+    logger.log_metrics({names.DATA_SKIPPED_ROWS: prepared.bad_rows.get("total", 0),
+                        **{f"{names.DATA_SKIPPED_ROWS}/{reason}": count for reason, count in by_reason.items()}}, step=0)
+    if prepared.bad_rows.get("total"):
+        logger.log_dict(prepared.bad_rows, "data/bad_rows.json")
     return logger
 
 
@@ -142,7 +152,8 @@ def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any,
     from f3ocus.federated.progress import format_round
 
     coordinator = Coordinator(cfg, prepared.federation, str(prepared.run_dir),
-                              make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared)),
+                              make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared),
+                                                          retries=cfg.federation.client_retries),
                               make_logger=functools.partial(make_logger, cfg, prepared), resume=resume)
     if coordinator.needs_initial_evaluation():
         coordinator.evaluate_initial()

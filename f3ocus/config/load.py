@@ -28,11 +28,14 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     Raises:
         ConfigError: unreadable file, unknown key, wrong type or invalid value (message names the field).
     """
-    raw = _read_with_defaults(Path(path), seen=())
-    for override in overrides:
-        key, value = _parse_override(override)
-        _set_dotted(raw, key, value)
-    return bind(ExperimentConfig, raw, "")
+    try:
+        raw = _read_with_defaults(Path(path), seen=())
+        for override in overrides:
+            key, value = _parse_override(override)
+            _set_dotted(raw, key, value)
+        return bind(ExperimentConfig, raw, "")
+    except RecursionError:  # a YAML alias that contains itself, merged or bound
+        raise ConfigError("config", f"{path}: a value refers to itself or is nested too deeply") from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -59,22 +62,46 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _read_with_defaults(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    path = path.resolve()
+    try:
+        path = path.resolve()
+    except (OSError, RuntimeError, ValueError) as error:  # embedded NUL, symlink loop
+        raise ConfigError("config", f"cannot read {str(path)!r}: {error}") from None
     if path in seen:
         raise ConfigError("defaults", f"circular include of {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
+    except OSError as error:  # a directory, no permission, name too long, ...
+        raise ConfigError("config", f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError("config", f"{path} is not UTF-8 text: {error}") from None
+    except ValueError as error:  # an embedded NUL byte in the name
+        raise ConfigError("config", f"cannot read {str(path)!r}: {error}") from None
     except yaml.YAMLError as error:
-        raise ConfigError("config", f"{path} is not valid YAML: {error}") from None
+        raise ConfigError("config", f"{path} is not valid YAML: {_yaml_problem(error)}") from None
+    except RecursionError:
+        raise ConfigError("config", f"{path} is nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping at top level")
+    fragments = data.pop("defaults", None) or []
+    if isinstance(fragments, str):
+        fragments = [fragments]
+    if not isinstance(fragments, list) or not all(isinstance(fragment, str) for fragment in fragments):
+        raise ConfigError("defaults", f"{path}: expected a list of file paths, got {fragments!r}")
     merged: dict[str, Any] = {}
-    for fragment in data.pop("defaults", None) or []:
+    for fragment in fragments:
         _deep_merge(merged, _read_with_defaults(path.parent / fragment, seen + (path,)))
     _deep_merge(merged, data)
     return merged
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: what PyYAML found wrong and where (its own message spans several lines)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or " ".join(str(error).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
@@ -93,6 +120,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError:
         return key.strip(), value
+    except RecursionError:
+        raise ConfigError(key.strip(), "--set value nested too deeply") from None
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -115,13 +144,20 @@ def bind(cls: type, raw: Any, path: str) -> Any:
         if key not in fields:
             hint = difflib.get_close_matches(str(key), list(fields), n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(fields)})"
-            raise ConfigError(_join(path, str(key)), f"unknown key{suffix}")
+            raise ConfigError(_join(path, _key_text(key)), f"unknown key{suffix}")
     hints = typing.get_type_hints(cls)
     values = {name: _coerce(hints[name], raw[name], _join(path, name)) for name in fields if name in raw}
     try:
         return cls(**values)
     except ConfigError as error:
         raise error.under(path) from None
+
+
+def _key_text(key: Any) -> str:
+    """A key as it reads in a field path: quoted when empty, padded or not a plain string (`''`, `'lr '`)."""
+    text = str(key)
+    plain = isinstance(key, str) and text and text == text.strip() and text.isprintable()
+    return text if plain else repr(key)
 
 
 def _join(path: str, name: str) -> str:
@@ -156,7 +192,10 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
 
 def _coerce_scalar(hint: Any, value: Any, path: str) -> Any:
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond the float range
+            raise ConfigError(path, f"number out of range: {value}") from None
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint in (str, bool) and isinstance(value, hint):

@@ -1,6 +1,6 @@
 """Data package: VQA sources mapped into one row layout, federated partitions and the on-disk store.
 
-Reading order: `schema` (the row layout and `DataError`) -> the builders (`easy_vqa`, `ultra_medvqa`
+Reading order: `schema` (the row layout, `DataError` and the `BadRows` skip report) -> the builders (`easy_vqa`, `ultra_medvqa`
 on `medmnist_meta` / `medmnist_synth` / `question_templates`, `hub`) -> `partition` -> `answers` ->
 `store` -> `prepare` (the one entry point the platform calls). `vocabulary` lists every word the
 built-in builders can produce, for the tiny VLMs' tokenizer.
@@ -13,13 +13,13 @@ from f3ocus.data.medmnist_meta import FLAGS, INFO, MedMnistInfo, medmnist_info
 from f3ocus.data.medmnist_synth import generate_medmnist_npz
 from f3ocus.data.partition import client_names, partition_dirichlet, partition_iid, partition_natural
 from f3ocus.data.prepare import config_fingerprint, prepare_federated_data
-from f3ocus.data.schema import FEATURES, DataError, column_values, make_vqa_dataset
+from f3ocus.data.schema import FEATURES, BadRows, DataError, column_values, make_vqa_dataset
 from f3ocus.data.store import FederatedStore
 from f3ocus.data.ultra_medvqa import build_ultra_medvqa, find_npz_files, load_medmnist_npz
 from f3ocus.data.vocabulary import builtin_words, split_words
 
 __all__ = [
-    "FEATURES", "FLAGS", "HUB_IDS", "INFO", "DataError", "FederatedStore", "MedMnistInfo",
+    "FEATURES", "FLAGS", "HUB_IDS", "INFO", "BadRows", "DataError", "FederatedStore", "MedMnistInfo",
     "answer_vocabulary", "build_ultra_medvqa", "builtin_words", "client_names", "closed_set_accuracy",
     "column_values", "config_fingerprint", "easy_vqa_answers", "find_npz_files", "generate_medmnist_npz",
     "load_easy_vqa", "load_hub_vqa", "load_medmnist_npz", "majority_answer", "make_vqa_dataset",

@@ -15,7 +15,7 @@ import easy_vqa as _easy_vqa_package
 import numpy as np
 from datasets import Dataset
 
-from f3ocus.data.schema import DataError, make_vqa_dataset
+from f3ocus.data.schema import BadRows, DataError, make_vqa_dataset
 
 SOURCE = "easy-vqa"
 MODALITY = "synthetic"
@@ -53,19 +53,24 @@ def question_type(question: str) -> str:
     return "shape"
 
 
-def load_easy_vqa(split: str = "train", limit: int | None = None, seed: int = 0) -> Dataset:
+def load_easy_vqa(split: str = "train", limit: int | None = None, seed: int = 0, *,
+                  on_bad_row: Literal["fail", "skip"] = "fail", report: BadRows | None = None) -> Dataset:
     """Load one easy-vqa split in the shared row layout.
 
     Args:
         split: "train" (38,575 questions on 4,000 images) or "test" (9,673 on 1,000).
         limit: keep a seeded random subset of this many questions (original order kept); None = all.
         seed: seed of the subset draw.
+        on_bad_row: "fail" raises on a bad row (unreadable image file, an answer outside easy-vqa's 13),
+            "skip" drops it (counted in `report`).
+        report: skipped rows are counted here, per reason.
 
     Returns:
         Dataset with `FEATURES`; `split` column = `split`.
 
     Raises:
-        DataError: unknown split, negative limit, or a question whose image file is missing.
+        DataError: unknown split, negative limit, a question whose image id has no file, or (with "fail") a
+            bad row.
     """
     questions, answers, image_ids = easy_vqa_questions(split)  # type: ignore[arg-type]
     paths = (_easy_vqa_package.get_train_image_paths() if split == "train"
@@ -90,5 +95,6 @@ def load_easy_vqa(split: str = "train", limit: int | None = None, seed: int = 0)
         "source": [SOURCE] * len(rows),
         "split": [split] * len(rows),
     }
-    dataset, _ = make_vqa_dataset(columns, origin=f"easy-vqa {split}", on_bad_row="fail")
+    dataset, _ = make_vqa_dataset(columns, origin=f"easy-vqa {split}", on_bad_row=on_bad_row,
+                                  answer_set=easy_vqa_answers(), report=report)
     return dataset

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import datasets
 from datasets import Dataset, DatasetDict
 
-from f3ocus.data.schema import DataError, make_vqa_dataset
+from f3ocus.data.schema import BadRows, DataError, make_vqa_dataset
 
 HUB_IDS: dict[str, str] = {
     "slake": "BoKelvin/SLAKE",
@@ -34,7 +34,7 @@ YES_NO: frozenset[str] = frozenset({"yes", "no"})
 
 def load_hub_vqa(name_or_path: str, split: str, *, answer_type: Literal["all", "closed"] = "all",
                  on_bad_row: Literal["fail", "skip"] = "fail", source: str | None = None,
-                 image_root: str | Path | None = None) -> Dataset:
+                 image_root: str | Path | None = None, report: BadRows | None = None) -> Dataset:
     """Load one split of SLAKE, VQA-RAD or PathVQA in the shared row layout.
 
     Args:
@@ -45,6 +45,7 @@ def load_hub_vqa(name_or_path: str, split: str, *, answer_type: Literal["all", "
         source: "slake", "vqa_rad" or "pathvqa"; None = from the name, hub id or (SLAKE) columns.
         image_root: folder that SLAKE `img_name` paths are relative to; default the local directory
             (its `imgs/` subfolder if present).
+        report: skipped rows are counted here, per reason.
 
     Returns:
         Dataset with `FEATURES`; client "", source = the source short name.
@@ -64,7 +65,7 @@ def load_hub_vqa(name_or_path: str, split: str, *, answer_type: Literal["all", "
         base = Path(image_root) if image_root is not None else None
     kind = source or _infer_source(name_or_path, records)
     columns = _map_records(records, kind, split, answer_type, base)
-    dataset, _ = make_vqa_dataset(columns, origin=origin, on_bad_row=on_bad_row)
+    dataset, _ = make_vqa_dataset(columns, origin=origin, on_bad_row=on_bad_row, report=report)
     return dataset
 
 

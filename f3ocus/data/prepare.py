@@ -7,6 +7,14 @@ keeps only `cfg.modalities`, partitions per `cfg.partition`, caps every client a
 `cfg.samples_per_client` rows (train + test, in the ratio `cfg.test_fraction`) and saves. A store whose
 fingerprint (hash of cfg, seed and `PREPARE_VERSION`) matches is loaded instead of rebuilt; the
 fingerprint does not see changes to files under `cfg.path`, so delete `out_dir` after editing them.
+
+Bad data (`cfg.on_bad_row`): "fail" raises a `DataError` naming the file or row at the first bad row
+(unreadable / truncated image, wrong image mode or shape, missing question or answer, an answer outside
+the builder's closed answer set, a MedMNIST label out of range); "skip" drops those rows and the store
+records per-reason counts (`FederatedStore.bad_rows`, `skipped_rows`) that the run logs. Whatever the
+policy, these always raise: a structurally broken file (an `.npz` with a missing key, a wrong dtype or
+rank, image/label counts that differ), and an empty client (a MedMNIST file or a requested modality left
+with no row): dropping a client silently would change the federation and its per-client budgets.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -26,13 +35,15 @@ from f3ocus.data.hub import HUB_IDS, load_hub_vqa
 from f3ocus.data.medmnist_meta import FLAGS
 from f3ocus.data.medmnist_synth import generate_medmnist_npz
 from f3ocus.data.partition import partition_dirichlet, partition_iid, partition_natural
-from f3ocus.data.schema import DataError, column_values
+from f3ocus.data.schema import BadRows, DataError, column_values
 from f3ocus.data.store import FederatedStore, read_meta
 from f3ocus.data.ultra_medvqa import build_ultra_medvqa
 
-PREPARE_VERSION = 2  # 2: label questions weighted 0.6, stronger synthetic label marks
+PREPARE_VERSION = 3  # 2: label questions weighted 0.6, stronger synthetic label marks; 3: bad-row counts in meta
 TASKS: tuple[str, ...] = ("ultra_medvqa", "easy_vqa", *HUB_IDS)
 SYNTHETIC_IMAGES_PER_FLAG = 1000  # when samples_per_client is None
+
+logger = logging.getLogger(__name__)
 
 
 def prepare_federated_data(cfg: DataConfig, out_dir: Path, *, seed: int) -> FederatedStore:
@@ -44,10 +55,12 @@ def prepare_federated_data(cfg: DataConfig, out_dir: Path, *, seed: int) -> Fede
         seed: seeds generation, subsets, splits, questions and partitioning.
 
     Returns:
-        the saved store.
+        the saved store; `store.bad_rows` / `store.skipped_rows` say what `on_bad_row: skip` dropped
+        (also on a cache hit).
 
     Raises:
-        DataError: unknown task, no rows left after `cfg.modalities`, bad data, or an empty client.
+        DataError: unknown task, no rows left after `cfg.modalities`, bad data (with "fail"), a broken
+            file, or an empty client (whatever the policy).
     """
     fingerprint = config_fingerprint(cfg, seed)
     meta = read_meta(out_dir)
@@ -56,11 +69,14 @@ def prepare_federated_data(cfg: DataConfig, out_dir: Path, *, seed: int) -> Fede
             return FederatedStore.load(out_dir)
         except DataError:
             pass  # a damaged cache is rebuilt below
-    raw = build_task_dataset(cfg, Path(out_dir), seed=seed)
+    report = BadRows()
+    raw = build_task_dataset(cfg, Path(out_dir), seed=seed, report=report)
     partitioned = partition(raw, cfg.partition, seed=seed)
     if cfg.samples_per_client is not None:
         partitioned = cap_clients(partitioned, cfg.samples_per_client, cfg.test_fraction, seed=seed)
-    return FederatedStore.save(partitioned, out_dir, fingerprint=fingerprint)
+    if report.total:
+        logger.warning("data: %s (data.on_bad_row: skip); first: %s", report.summary(), report.examples[0])
+    return FederatedStore.save(partitioned, out_dir, fingerprint=fingerprint, bad_rows=report.to_dict())
 
 
 def config_fingerprint(cfg: DataConfig, seed: int) -> str:
@@ -69,32 +85,46 @@ def config_fingerprint(cfg: DataConfig, seed: int) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_task_dataset(cfg: DataConfig, out_dir: Path, *, seed: int) -> Dataset:
-    """Build the un-partitioned rows (with `split`) for `cfg.task`, restricted to `cfg.modalities`."""
+def build_task_dataset(cfg: DataConfig, out_dir: Path, *, seed: int, report: BadRows | None = None) -> Dataset:
+    """Build the un-partitioned rows (with `split`) for `cfg.task`, restricted to `cfg.modalities`.
+
+    Rows skipped under `cfg.on_bad_row: skip` are counted in `report`.
+    """
     if cfg.task not in TASKS:
         raise DataError(f"data.task: unknown task {cfg.task!r}; expected one of {TASKS}")
     wanted_rows = _rows_needed(cfg)
     if cfg.task == "ultra_medvqa":
-        return _build_ultra(cfg, out_dir, seed, wanted_rows)
+        return _build_ultra(cfg, out_dir, seed, wanted_rows, report)
     if cfg.task == "easy_vqa":
         test_limit = None if wanted_rows is None else math.ceil(wanted_rows * cfg.test_fraction
                                                                 / (1 - cfg.test_fraction))
-        parts = [load_easy_vqa("train", limit=wanted_rows, seed=seed),
-                 load_easy_vqa("test", limit=test_limit, seed=seed)]
+        parts = [load_easy_vqa("train", limit=wanted_rows, seed=seed, on_bad_row=cfg.on_bad_row, report=report),
+                 load_easy_vqa("test", limit=test_limit, seed=seed, on_bad_row=cfg.on_bad_row, report=report)]
     else:
         source = cfg.path if cfg.path is not None else cfg.task
-        parts = [load_hub_vqa(source, split, on_bad_row=cfg.on_bad_row, source=cfg.task) for split in ("train", "test")]
+        parts = [load_hub_vqa(source, split, on_bad_row=cfg.on_bad_row, source=cfg.task, report=report)
+                 for split in ("train", "test")]
     rows = concatenate_datasets(parts)
+    if len(rows) == 0:
+        raise DataError(f"data: {cfg.task} ({cfg.path or cfg.task}) has no usable row"
+                        + (f" ({report.summary()})" if report is not None and report.total else ""))
     if cfg.modalities is not None:
         allowed = set(cfg.modalities)
-        keep = [row for row, value in enumerate(column_values(rows, "modality")) if value in allowed]
+        modalities = column_values(rows, "modality")
+        keep = [row for row, value in enumerate(modalities) if value in allowed]
         if not keep:
             raise DataError(f"data.modalities: no {cfg.task} row has a modality in {sorted(allowed)}")
+        empty = sorted(allowed - set(modalities))
+        if empty:
+            raise DataError(f"data.modalities: no {cfg.task} row has modality {empty[0]!r} "
+                            f"(present: {sorted(set(modalities))}); an empty modality is an error whatever "
+                            f"data.on_bad_row says: remove it from data.modalities")
         rows = rows.select(keep)
     return rows
 
 
-def _build_ultra(cfg: DataConfig, out_dir: Path, seed: int, wanted_rows: int | None) -> Dataset:
+def _build_ultra(cfg: DataConfig, out_dir: Path, seed: int, wanted_rows: int | None,
+                 report: BadRows | None = None) -> Dataset:
     flags = list(cfg.modalities) if cfg.modalities is not None else None
     npz_dir = Path(cfg.path) if cfg.path is not None else out_dir / "npz"
     if cfg.path is None:
@@ -103,7 +133,7 @@ def _build_ultra(cfg: DataConfig, out_dir: Path, seed: int, wanted_rows: int | N
         generate_medmnist_npz(npz_dir, flags=flags or FLAGS, size=cfg.npz_size, n_train=n_train, n_val=n_val,
                               n_test=max(n_images - n_train - n_val, 1), seed=seed)
     return build_ultra_medvqa(npz_dir, flags=flags, max_per_client=wanted_rows, test_fraction=cfg.test_fraction,
-                              seed=seed, on_bad_row=cfg.on_bad_row)
+                              seed=seed, on_bad_row=cfg.on_bad_row, report=report)
 
 
 def _rows_needed(cfg: DataConfig) -> int | None:

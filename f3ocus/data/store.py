@@ -3,7 +3,9 @@
 `FederatedStore` is what workers open: it knows the sorted client names, the closed answer
 vocabulary, each client's train/test row indices (so a shard is a `select`, never a scan), each
 client's train size (the FedAvg weight, METHOD.md §4) and majority train answer (a baseline), and a
-fingerprint used by `f3ocus.data.prepare` to decide whether a cached store is still valid. Layout:
+fingerprint used by `f3ocus.data.prepare` to decide whether a cached store is still valid, and what
+data preparation dropped (`bad_rows`: rows skipped under `data.on_bad_row: skip`, per reason) or could
+not fix (`unseen_test_answers`: test rows whose answer is no train answer, always scored wrong). Layout:
 `out_dir/dataset/` (datasets' save_to_disk) and `out_dir/meta.json`, written last.
 """
 
@@ -13,12 +15,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import datasets
 from datasets import Dataset
 
-from f3ocus.data.answers import answer_vocabulary, majority_answer
+from f3ocus.data.answers import answer_vocabulary, majority_answer, normalize_answer
 from f3ocus.data.schema import DataError, column_values
 
 FORMAT_VERSION = 1
@@ -34,13 +36,15 @@ class FederatedStore:
         self._meta = meta
 
     @classmethod
-    def save(cls, ds: Dataset, out_dir: str | Path, fingerprint: str | None = None) -> FederatedStore:
+    def save(cls, ds: Dataset, out_dir: str | Path, fingerprint: str | None = None,
+             bad_rows: Mapping[str, Any] | None = None) -> FederatedStore:
         """Write `ds` (with its `client` and `split` columns set) under `out_dir` and return the store.
 
         Args:
             ds: rows in the shared layout; every client needs >= 1 train row.
             out_dir: folder for `dataset/` and `meta.json` (replaced if present).
             fingerprint: identity of what was built (e.g. config hash); default a hash of the rows' text.
+            bad_rows: what preparation skipped (`BadRows.to_dict()`); kept in meta.json.
 
         Raises:
             DataError: a client with no train rows, an empty client name, or an unknown split value.
@@ -48,6 +52,7 @@ class FederatedStore:
         root = Path(out_dir)
         meta = _index(ds)
         meta["fingerprint"] = fingerprint or _content_hash(ds)
+        meta["bad_rows"] = dict(bad_rows) if bad_rows is not None else {"total": 0, "by_reason": {}, "examples": []}
         (root / "meta.json").unlink(missing_ok=True)
         if (root / "dataset").exists():
             shutil.rmtree(root / "dataset")
@@ -72,6 +77,9 @@ class FederatedStore:
         if meta.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{root / 'meta.json'}: format_version {meta.get('format_version')!r}, "
                             f"expected {FORMAT_VERSION}")
+        missing = [key for key in ("num_rows", "clients", "answers", "shards", "majority_answer") if key not in meta]
+        if missing:
+            raise DataError(f"{root / 'meta.json'}: missing key(s) {missing}")
         try:
             dataset = datasets.load_from_disk(str(root / "dataset"))
         except FileNotFoundError as error:
@@ -101,6 +109,21 @@ class FederatedStore:
         return str(self._meta["fingerprint"])
 
     @property
+    def bad_rows(self) -> dict[str, Any]:
+        """Rows skipped while preparing (`data.on_bad_row: skip`): `{"total", "by_reason", "examples"}`."""
+        return dict(self._meta.get("bad_rows") or {"total": 0, "by_reason": {}, "examples": []})
+
+    @property
+    def skipped_rows(self) -> int:
+        """Total rows skipped while preparing (0 with `on_bad_row: fail`, which raises instead)."""
+        return int(self.bad_rows.get("total", 0))
+
+    @property
+    def unseen_test_answers(self) -> int:
+        """Test rows whose normalised answer is no train answer (outside the closed answer set: always wrong)."""
+        return int(self._meta.get("unseen_test_answers", 0))
+
+    @property
     def dataset(self) -> Dataset:
         """All rows, every client and split."""
         return self._dataset
@@ -127,12 +150,13 @@ class FederatedStore:
 
 
 def read_meta(out_dir: str | Path) -> dict[str, Any] | None:
-    """Return the parsed `out_dir/meta.json`, or None if it is missing or not valid JSON."""
+    """Return the parsed `out_dir/meta.json`, or None if it is missing, not valid JSON or not an object."""
     path = Path(out_dir) / "meta.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):  # ValueError: JSONDecodeError, UnicodeDecodeError
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _index(ds: Dataset) -> dict[str, Any]:
@@ -154,8 +178,11 @@ def _index(ds: Dataset) -> dict[str, Any]:
               for client, by_split in rows.items()}
     majority = {client: majority_answer(answers[row] for row in by_split["train"])
                 for client, by_split in rows.items()}
+    vocabulary = answer_vocabulary(ds)
+    known = set(vocabulary)
+    unseen = sum(normalize_answer(answer) not in known for answer, split in zip(answers, splits) if split == "test")
     return {"format_version": FORMAT_VERSION, "num_rows": len(ds), "clients": sorted(rows),
-            "answers": answer_vocabulary(ds), "shards": shards, "majority_answer": majority}
+            "answers": vocabulary, "shards": shards, "majority_answer": majority, "unseen_test_answers": unseen}
 
 
 def _content_hash(ds: Dataset) -> str:

@@ -12,6 +12,7 @@ between yes and no. `label` is the class index behind a label answer, 1/0 for ye
 from __future__ import annotations
 
 import re
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,8 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets
 
 from f3ocus.data.medmnist_meta import FLAGS, MedMnistInfo, medmnist_info
-from f3ocus.data.question_templates import YES_NO, question_types, templates_for
-from f3ocus.data.schema import DataError, make_vqa_dataset
+from f3ocus.data.question_templates import YES_NO, all_answers, question_types, templates_for
+from f3ocus.data.schema import LABEL_OUT_OF_RANGE, BadRows, DataError, make_vqa_dataset
 
 NPZ_SPLITS: tuple[str, ...] = ("train", "val", "test")
 NPZ_KEYS: tuple[str, ...] = tuple(f"{split}_{kind}" for split in NPZ_SPLITS for kind in ("images", "labels"))
@@ -58,7 +59,8 @@ def find_npz_files(npz_dir: str | Path, flags: Sequence[str] | None = None) -> d
         found[match["flag"]] = path
     wanted = list(flags) if flags is not None else [flag for flag in FLAGS if flag in found]
     for flag in wanted:
-        medmnist_info(flag)
+        if flag not in FLAGS:
+            raise DataError(f"{folder}: unknown MedMNIST flag {flag!r}; known: {', '.join(FLAGS)}")
         if flag not in found:
             raise DataError(f"{folder}: no {flag}.npz or {flag}_<size>.npz")
     if not wanted:
@@ -66,24 +68,30 @@ def find_npz_files(npz_dir: str | Path, flags: Sequence[str] | None = None) -> d
     return {flag: found[flag] for flag in wanted}
 
 
-def load_medmnist_npz(path: str | Path, info: MedMnistInfo) -> tuple[np.ndarray, np.ndarray]:
+def load_medmnist_npz(path: str | Path, info: MedMnistInfo, *, on_bad_row: Literal["fail", "skip"] = "fail",
+                      report: BadRows | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load and validate one MedMNIST `.npz`, pooling its train, val and test splits.
 
     Args:
         path: the file.
         info: its table entry (channels, task, number of classes).
+        on_bad_row: what a label value out of range does: "fail" raises, "skip" drops that image (counted in
+            `report` as `label_out_of_range`). Structural problems (keys, dtypes, shapes, counts) always raise.
+        report: skipped images are counted here.
 
     Returns:
         (images uint8 (N, H, W) or (N, H, W, 3), labels int64 (N, 1) or (N, C)).
 
     Raises:
-        DataError: unreadable file, missing key, wrong dtype or shape, image/label count mismatch or a
-            label out of range; the message names the file and the key.
+        DataError: unreadable file, missing key, wrong dtype or shape, image/label count mismatch or (with
+            "fail") a label out of range; the message names the file and the key.
     """
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable .npz file: {error}") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # np.load also reads a bare .npy / pickle here
+        raise DataError(f"{path}: not a .npz archive (np.load gave a {type(archive).__name__})")
     with archive:
         missing = [key for key in NPZ_KEYS if key not in archive.files]
         if missing:
@@ -93,12 +101,38 @@ def load_medmnist_npz(path: str | Path, info: MedMnistInfo) -> tuple[np.ndarray,
     sizes = {split: batch.shape[1:] for split, batch in zip(NPZ_SPLITS, images)}
     if len(set(sizes.values())) != 1:
         raise DataError(f"{path}: image shapes differ between splits: {sizes}")
-    return np.concatenate(images), np.concatenate(labels)
+    pooled_images, pooled_labels = np.concatenate(images), np.concatenate(labels)  # (N, ...), (N, W)
+    high = 1 if info.task == "multi-label" else info.num_classes - 1
+    bad = np.flatnonzero(((pooled_labels < 0) | (pooled_labels > high)).any(axis=1))
+    if bad.size == 0:
+        return pooled_images, pooled_labels
+    offsets = np.cumsum([0] + [len(batch) for batch in labels])
+    for row in bad:
+        split_index = int(np.searchsorted(offsets, row, side="right") - 1)
+        key, local = f"{NPZ_SPLITS[split_index]}_labels", int(row - offsets[split_index])
+        message = (f"{path}: key {key!r}: row {local}: label value(s) {pooled_labels[row].tolist()} outside "
+                   f"[0, {high}] ({info.flag} has {info.num_classes} classes)")
+        if on_bad_row == "fail":
+            values = labels[split_index]
+            raise DataError(f"{path}: key {key!r}: label values must be in [0, {high}], got "
+                            f"[{values.min()}, {values.max()}] (first bad row {local})")
+        if report is not None:
+            report.add(LABEL_OUT_OF_RANGE, message)
+    good = np.setdiff1d(np.arange(len(pooled_labels)), bad)
+    return pooled_images[good], pooled_labels[good]
+
+
+def _read_key(path: Path | str, archive: Any, key: str) -> np.ndarray:
+    """One array of the archive; a corrupt member or a pickled object array is a DataError naming the key."""
+    try:
+        return archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(f"{path}: key {key!r}: unreadable array: {type(error).__name__}: {error}") from error
 
 
 def _checked_images(path: Path | str, archive: Any, split: str, info: MedMnistInfo) -> np.ndarray:
     key = f"{split}_images"
-    images = archive[key]
+    images = _read_key(path, archive, key)
     if images.dtype != np.uint8:
         raise DataError(f"{path}: key {key!r}: images must be uint8, got {images.dtype}")
     expected = "(N, H, W)" if info.n_channels == 1 else "(N, H, W, 3)"
@@ -110,7 +144,7 @@ def _checked_images(path: Path | str, archive: Any, split: str, info: MedMnistIn
 
 def _checked_labels(path: Path | str, archive: Any, split: str, info: MedMnistInfo, n_images: int) -> np.ndarray:
     key = f"{split}_labels"
-    labels = archive[key]
+    labels = _read_key(path, archive, key)
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: key {key!r}: labels must be integers, got {labels.dtype}")
     width = info.num_classes if info.task == "multi-label" else 1
@@ -118,16 +152,12 @@ def _checked_labels(path: Path | str, archive: Any, split: str, info: MedMnistIn
         raise DataError(f"{path}: key {key!r}: {info.flag} labels must be (N, {width}), got shape {labels.shape}")
     if labels.shape[0] != n_images:
         raise DataError(f"{path}: key {key!r}: {labels.shape[0]} labels for {n_images} images in {split}_images")
-    high = 1 if info.task == "multi-label" else info.num_classes - 1
-    if labels.size and (labels.min() < 0 or labels.max() > high):
-        raise DataError(f"{path}: key {key!r}: label values must be in [0, {high}], "
-                        f"got [{labels.min()}, {labels.max()}]")
-    return labels.astype(np.int64)
+    return labels.astype(np.int64)  # value range: checked per row by the caller (on_bad_row)
 
 
 def build_ultra_medvqa(npz_dir: str | Path, flags: Sequence[str] | None = None, max_per_client: int | None = None,
                        test_fraction: float = 0.2, seed: int = 0,
-                       on_bad_row: Literal["fail", "skip"] = "fail") -> Dataset:
+                       on_bad_row: Literal["fail", "skip"] = "fail", report: BadRows | None = None) -> Dataset:
     """Build Ultra-MedVQA from a folder of MedMNIST `.npz` files: one client per file, one question per image.
 
     Args:
@@ -136,27 +166,37 @@ def build_ultra_medvqa(npz_dir: str | Path, flags: Sequence[str] | None = None, 
         max_per_client: keep a seeded random subset of this many images per file; None = all.
         test_fraction: share of each client's pooled images put in split "test".
         seed: seeds the subset, the split and the question draws (per flag, so flags do not interact).
-        on_bad_row: passed to `make_vqa_dataset`.
+        on_bad_row: passed to `load_medmnist_npz` (label values) and `make_vqa_dataset` (rows).
+        report: skipped rows are counted here, per reason.
 
     Returns:
         Dataset with `FEATURES`; client = source = flag.
 
     Raises:
-        DataError: see `find_npz_files` and `load_medmnist_npz`.
+        DataError: see `find_npz_files` and `load_medmnist_npz`; a file left with no usable row (always an
+            error, whatever `on_bad_row` says: a client silently missing would change the federation).
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     parts = []
     for flag, path in find_npz_files(npz_dir, flags).items():
         info = medmnist_info(flag)
-        images, labels = load_medmnist_npz(path, info)
+        file_report = BadRows()
+        images, labels = load_medmnist_npz(path, info, on_bad_row=on_bad_row, report=file_report)
         rng = np.random.default_rng([seed, zlib.crc32(flag.encode())])
         keep = np.arange(len(images))
         if max_per_client is not None and max_per_client < len(images):
             keep = np.sort(rng.choice(len(images), size=max_per_client, replace=False))
         columns = _client_columns(info, labels[keep], test_fraction, rng)
         columns["image"] = list(images[keep])
-        dataset, _ = make_vqa_dataset(columns, origin=str(path), on_bad_row=on_bad_row)
+        dataset, _ = make_vqa_dataset(columns, origin=str(path), on_bad_row=on_bad_row, answer_set=all_answers(info),
+                                      report=file_report)
+        if len(dataset) == 0:
+            raise DataError(f"{path}: client {flag!r} has no usable rows ({file_report.summary()}); an empty client "
+                            f"is an error whatever data.on_bad_row says: fix the file or leave {flag} out of "
+                            f"data.modalities")
+        if report is not None:
+            report.merge(file_report)
         parts.append(dataset)
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 

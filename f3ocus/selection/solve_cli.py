@@ -53,6 +53,8 @@ def run_solve(args: argparse.Namespace) -> int:
         problem = SelectionProblem(scores, budgets)
     except ValueError as error:
         raise ConfigError("--budgets" if "budget" in str(error) else "--scores", str(error)) from None
+    except (TypeError, OverflowError, RecursionError) as error:  # e.g. an integer beyond the float range
+        raise ConfigError("--scores", f"scores must be an N x L matrix of finite numbers: {error}") from None
     try:
         settings = SolverSettings(args.pop_size, args.max_evals, args.archive_size)
     except ValueError as error:
@@ -73,13 +75,41 @@ def run_solve(args: argparse.Namespace) -> int:
 
 
 def read_scores(path: str) -> Any:
-    """The score matrix from a JSON or .npy file (validated later by SelectionProblem). Raises ConfigError."""
+    """The score matrix from a JSON or .npy file (shape and values validated later by SelectionProblem).
+
+    Entries must be JSON numbers / a real numeric dtype: strings ("0.5"), booleans and complex numbers are
+    rejected here rather than converted. Raises ConfigError.
+    """
     try:
         if path.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
+            scores = np.load(path, allow_pickle=False)
+            if not isinstance(scores, np.ndarray):  # an .npz archive under a .npy name
+                scores.close()
+                raise ValueError("not a .npy array file (an .npz archive?)")
+        else:
+            scores = json.loads(Path(path).read_text())
+    except (OSError, ValueError, EOFError) as error:  # ValueError: bad JSON / npy header, non-UTF-8 text
         raise ConfigError("--scores", f"cannot read {path}: {error}") from None
+    except RecursionError:
+        raise ConfigError("--scores", f"cannot read {path}: JSON nested too deeply") from None
+    if isinstance(scores, np.ndarray):
+        if scores.dtype.kind not in "iuf":
+            raise ConfigError("--scores", f"{path}: scores must be a real numeric array, got dtype {scores.dtype}")
+    else:
+        _check_numbers(scores, path)
+    return scores
+
+
+def _check_numbers(scores: Any, path: str) -> None:
+    """Raise ConfigError if a leaf of a JSON list-of-lists is not a number (str, bool, null, object)."""
+    if not isinstance(scores, list):
+        raise ConfigError("--scores", f"{path}: expected a JSON list of N lists of L numbers, got "
+                                      f"{type(scores).__name__}")
+    for i, row in enumerate(scores):
+        for j, value in enumerate(row if isinstance(row, list) else [row]):
+            if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+                where = f"client {i} unit {j}" if isinstance(row, list) else f"row {i}"
+                raise ConfigError("--scores", f"{path}: {where} is {repr(value)[:40]}, not a number")
 
 
 def parse_budgets(text: str) -> list[int]:
@@ -96,7 +126,7 @@ def _write(text: str, out: str | None) -> None:
         return
     try:
         Path(out).write_text(text + "\n")
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: an embedded NUL byte in the name
         raise ConfigError("--out", f"cannot write {out}: {error}") from None
 
 

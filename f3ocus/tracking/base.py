@@ -1,4 +1,9 @@
-"""The logger role. Only the coordinator writes; workers return metrics inside their replies."""
+"""The logger role. Only the coordinator writes; workers return metrics inside their replies.
+
+A logger must not stop training on a tracking fault: once its run exists, a failing backend call is
+buffered and retried (see `f3ocus.tracking.mlflow_logger.MlflowLogger`), never raised to the caller.
+`close` may return a small report (`{"flushed", "buffered", "dropped"}` record counts) or None.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ class MetricLogger(Protocol):
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
 
-    def close(self, status: str = "FINISHED") -> None: ...
+    def close(self, status: str = "FINISHED") -> dict[str, int] | None: ...
 
 
 class NullLogger:
