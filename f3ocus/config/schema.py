@@ -90,6 +90,12 @@ class DataConfig:
 
     `task`: ultra_medvqa (MedMNIST-v2 `.npz` folder -> VQA; `path: null` generates synthetic `.npz`),
     easy_vqa, slake, vqa_rad, pathvqa (hub name or local directory in `path`).
+    `on_bad_row`: what a bad row does (an unreadable, truncated, 16-bit/float or empty image; a missing
+    question or answer; an answer outside the builder's closed answer set; a MedMNIST label out of range):
+    "fail" stops before Ray starts with `data error: <file>: row <i>: <problem>` (exit code 2); "skip" drops
+    it and the prepared store counts skipped rows per reason (`FederatedStore.bad_rows`). Whatever the
+    policy, a structurally broken file (an `.npz` missing a key, of the wrong rank, with image and label
+    counts that differ) and an empty client (a file or requested modality left with no row) are errors.
     """
 
     task: str = "ultra_medvqa"
@@ -127,6 +133,13 @@ class FederationConfig:
     `budgets`: units each client may train per round, one int for all clients or one per client
     (in the store's sorted client order). `num_actors` workers serve all clients in turn. `engine: local`
     runs the same coordinator and one worker in this process, without Ray (debugging, baselines).
+    Fault tolerance: a client task that raises, or whose actor dies (the actor is replaced), is retried
+    `client_retries` more times before it counts as failed; failed clients and updates holding NaN/Inf
+    are left out of the round's average. A round needs `min_clients` usable updates (its training is
+    retried once for the failed clients), else the run stops with the reasons, its last checkpoint intact.
+    A dead coordinator actor is restarted from the last checkpoint up to `coordinator_restarts` times.
+    `upload_dtype`: the dtype clients cast their uploaded tensors to (float16/bfloat16 halve the upload);
+    the coordinator casts them back to the global dtype before averaging.
     """
 
     rounds: int = 5
@@ -142,14 +155,21 @@ class FederationConfig:
     train_head: bool = True
     eval_batch_size: int = 128
     coordinator_restarts: int = 1
+    client_retries: int = 1
+    min_clients: int = 1
+    upload_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
+        _require(self.upload_dtype in ("float32", "float16", "bfloat16"), "upload_dtype",
+                 f"must be float32, float16 or bfloat16, got {self.upload_dtype!r}")
         _require(self.rounds >= 1, "rounds", f"must be >= 1, got {self.rounds}")
         _require(self.local_epochs >= 1, "local_epochs", f"must be >= 1, got {self.local_epochs}")
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
         _require(self.num_actors >= 1, "num_actors", f"must be >= 1, got {self.num_actors}")
         _require(self.coordinator_restarts >= 0, "coordinator_restarts", f"must be >= 0, got {self.coordinator_restarts}")
+        _require(self.client_retries >= 0, "client_retries", f"must be >= 0, got {self.client_retries}")
+        _require(self.min_clients >= 1, "min_clients", f"must be >= 1, got {self.min_clients}")
         budgets = self.budgets if isinstance(self.budgets, tuple) else (self.budgets,)
         for index, budget in enumerate(budgets):
             where = "budgets" if isinstance(self.budgets, int) else f"budgets[{index}]"

@@ -10,6 +10,8 @@ or as a Ray actor that owns a `RayPool` of client actors. Everything needed to c
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +25,46 @@ from f3ocus.federated.aggregate import masked_fedavg
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError)
 from f3ocus.federated.pool import WorkerPool
-from f3ocus.selection import build_selector, check_mask
+from f3ocus.selection import SelectionResult, build_selector, check_mask
 from f3ocus.tracking import names
 from f3ocus.tracking.base import MetricLogger
 from f3ocus.utils.seeding import SCORE, SELECT, TRAIN, derive_seed, numpy_rng
 
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class TooFewClientsError(RuntimeError):
+    """A round ended with fewer usable client updates than `federation.min_clients`; the run stops."""
+
+
+def _non_finite(update: ClientUpdate) -> str | None:
+    """Why `update` must not be aggregated (NaN/Inf in its tensors or loss), or None when it is fine."""
+    if not math.isfinite(update.train_loss):
+        return f"train_loss is {update.train_loss}"
+    bad = [name for name, tensor in update.tensors.items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        return f"NaN/Inf in {len(bad)} tensor(s), e.g. {bad[0]}"
+    return None
+
+
+class _Laps:
+    """Wall seconds of consecutive phases of a round: `lap(name)` closes the phase running since the last lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+# Per-round selection JSON and figures, written here first (so `finish` can read every round back, also
+# after a resume) and logged under the same artifact folder.
+SELECTION_DIR = "selection"
 
 
 @dataclass
@@ -99,6 +134,7 @@ class Coordinator:
         self.state.mlflow_run_id = self.logger.run_id
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.
         self._version = self.state.round_idx
+        self._reset_faults()
         self.progress_now = Progress(rounds=config.federation.rounds,
                                      round_seconds=[r["seconds"] for r in self.state.history if r["round"] > 0])
 
@@ -121,19 +157,29 @@ class Coordinator:
     def evaluate_initial(self) -> dict[str, Any]:
         """Round 0: the starting global model on every client's test split (no training)."""
         start = time.perf_counter()
+        self._worker_seconds = {}
+        laps = _Laps()
         evals = self._evaluate(GlobalState(self._version, self.state.tensors), 0)
-        record = self._record(0, start, evals, masks=None, scores=None, updates=[], failed=[])
+        laps.lap("evaluate")
+        record = self._record(0, start, evals, masks=None, scores=None, updates=[], failed=[], laps=laps)
         self.state.save(self.run_dir / CHECKPOINT)
+        laps.lap("log")
         return record
 
     def run_round(self, round_idx: int) -> dict[str, Any]:
         """One round of METHOD.md §4; returns the round's record (also appended to the history)."""
         start = time.perf_counter()
         self.progress_now.round_idx = round_idx
+        self._reset_faults()
+        # Wall seconds per phase (record["phase_seconds"]) and the workers' own compute seconds per phase
+        # (record["worker_seconds"], summed over replies): their difference is dispatch + transfer + waiting.
+        self._worker_seconds = {}
+        laps = _Laps()
         # 1. Broadcast: every client starts from the same global tensors.
         state = GlobalState(self._version, self.state.tensors)
         # 2. Score: clients report per-unit importance on their data (only when the selector uses it).
         scores, failed = self._score(state, round_idx) if self.selector.needs_scores else (None, [])
+        laps.lap("score")
         # 3. Select: the server turns scores and budgets into an (N, L) mask, data-free.
         # Full fine-tuning ignores budgets: every client trains all L units.
         budgets = np.array(self.fed.budgets) if getattr(self.selector, "respects_budgets", True) \
@@ -142,18 +188,29 @@ class Coordinator:
                                         numpy_rng(self.cfg.seed, round_idx, SELECT))
         masks = decision.masks  # (N, L) bool
         check_mask(masks, budgets, len(self.info.units))
-        # 4. Train: each client trains its selected units and uploads only those.
+        laps.lap("select")
+        # 4. Train: each client trains its selected units and uploads only those. Failed clients and
+        #    rejected (non-finite) updates are left out; too few usable updates stop the run here,
+        #    before anything of this round is aggregated or checkpointed.
         updates, train_failed = self._train(state, masks, round_idx)
-        # 5. Aggregate: masked FedAvg weighted by |D_i|; units nobody trained keep their value.
-        self.state.tensors = masked_fedavg(self.state.tensors, [(u.num_examples, u.tensors) for u in updates])
+        laps.lap("train")
+        # 5. Aggregate: masked FedAvg weighted by |D_i|; units nobody trained keep their value. Uploads
+        #    sent in a narrower `federation.upload_dtype` are cast back to the global dtype first.
+        self.state.tensors = masked_fedavg(self.state.tensors,
+                                           [(u.num_examples, self._to_global_dtype(u.tensors)) for u in updates])
         self._version += 1
+        laps.lap("aggregate")
         # 6. Evaluate: the new global model on every client's test split.
         evals = self._evaluate(GlobalState(self._version, self.state.tensors), round_idx)
+        self._note_failures("evaluate", evals)
+        laps.lap("evaluate")
         # 7. Log and checkpoint.
         record = self._record(round_idx, start, evals, masks, scores, updates, failed + train_failed,
-                              down_bytes=state.num_bytes)
+                              down_bytes=state.num_bytes, decision=decision, laps=laps)
+        self._add_fault_details(record)
         self.state.round_idx = round_idx
         self.state.save(self.run_dir / CHECKPOINT)
+        laps.lap("log")  # after the MLflow metrics went out: in the record and checkpoint only
         return record
 
     def finish(self, status: str = "FINISHED") -> dict[str, Any]:
@@ -172,6 +229,7 @@ class Coordinator:
             "units": list(self.info.units),
             "unit_num_parameters": self.info.unit_num_parameters,
         }
+        self._log_unit_ranks()
         self.logger.log_dict(summary, "summary.json")
         self.logger.close(status)
         self.pool.shutdown()
@@ -185,24 +243,62 @@ class Coordinator:
         tasks = [ScoreTask(c, round_idx, derive_seed(self.cfg.seed, round_idx, i, SCORE))
                  for i, c in enumerate(self.fed.clients)]
         replies = self._map("score", state, tasks)
+        self._note_failures("score", replies)
         uniform = np.full(len(self.info.units), 1.0 / len(self.info.units))
         # A client that failed to score is ranked uniformly this round; it still gets to train.
         scores = np.stack([r.scores if isinstance(r, ScoreReport) else uniform for r in replies])  # (N, L)
         return scores, [r.client for r in replies if isinstance(r, WorkerError)]
 
     def _train(self, state: GlobalState, masks: np.ndarray, round_idx: int) -> tuple[list[ClientUpdate], list[str]]:
+        """Usable updates in client order, and the clients that failed or were rejected.
+
+        A client fails when its task still failed after the pool's retries, or when its update holds
+        NaN/Inf (or a non-finite loss): it is left out of this round's average. With fewer than
+        `federation.min_clients` usable updates the failed clients' training is retried once; still
+        too few stops the run (`TooFewClientsError`) before anything of this round is applied.
+        """
         tasks = [TrainTask(c, round_idx, derive_seed(self.cfg.seed, round_idx, i, TRAIN), tuple(map(bool, masks[i])))
                  for i, c in enumerate(self.fed.clients)]
-        replies = self._map("train", state, tasks)
-        updates = [r for r in replies if isinstance(r, ClientUpdate)]
-        failed = [r.client for r in replies if isinstance(r, WorkerError)]
-        if not updates:
-            raise RuntimeError(f"round {round_idx}: every client failed to train: "
-                               + "; ".join(f"{r.client}: {r.message}" for r in replies))
-        for update, task in zip(replies, tasks):
-            if isinstance(update, ClientUpdate):
-                self._check_upload(update, task.mask)
-        return updates, failed
+        usable, problems = self._usable_updates(self._map("train", state, tasks), tasks)
+        minimum = self.cfg.federation.min_clients
+        failed = [task for task in tasks if task.client not in usable]
+        if len(usable) < minimum and failed:
+            for task in failed:
+                self._retries.setdefault(task.client, []).append(f"train (round retry): {problems[task.client]}")
+            usable_again, problems_again = self._usable_updates(self._map("train", state, failed), failed)
+            usable.update(usable_again)
+            problems.update(problems_again)
+        failed = [task.client for task in tasks if task.client not in usable]
+        for client in failed:
+            self._failures.setdefault(client, []).append(f"train: {problems[client]}")
+        if len(usable) < minimum:
+            reasons = "; ".join(f"{client}: {problems[client]}" for client in failed)
+            raise TooFewClientsError(
+                f"round {round_idx}: only {len(usable)} of {len(tasks)} clients reported a usable update, "
+                f"fewer than federation.min_clients={minimum} (after retrying the round's training once); "
+                f"failed: {reasons}. The checkpoint of round {self.state.round_idx} is intact: "
+                f"`f3ocus run --resume {self.run_dir}` continues from there.")
+        return [usable[task.client] for task in tasks if task.client in usable], failed
+
+    def _usable_updates(self, replies: list, tasks: list[TrainTask]) -> tuple[dict[str, ClientUpdate], dict[str, str]]:
+        """{client: update} of the replies that can be aggregated, and {client: why not} of the others."""
+        usable, problems = {}, {}
+        for reply, task in zip(replies, tasks):
+            if isinstance(reply, WorkerError):
+                problems[reply.client] = reply.message
+                continue
+            self._check_upload(reply, task.mask)
+            problem = _non_finite(reply)
+            if problem:
+                problems[reply.client] = f"rejected: {problem}"
+            else:
+                usable[reply.client] = reply
+        return usable, problems
+
+    def _to_global_dtype(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An upload's tensors in the dtype of the global state (a float16/bfloat16 upload back to float32)."""
+        return {name: t.to(self.state.tensors[name].dtype) if name in self.state.tensors else t
+                for name, t in tensors.items()}
 
     def _check_upload(self, update: ClientUpdate, mask: tuple[bool, ...]) -> None:
         """A client may upload exactly its selected units (+ head); anything else is a protocol error."""
@@ -222,12 +318,42 @@ class Coordinator:
         def on_done(_reply: object) -> None:
             self.progress_now.done += 1
 
-        return self.pool.map(phase, state, tasks, on_done)
+        faults = getattr(self.pool, "faults", None)  # FaultLog of the pools in f3ocus.federated.pool
+        seen = (len(faults.retries), faults.actors_replaced) if faults else (0, 0)
+        replies = self.pool.map(phase, state, tasks, on_done)
+        compute = sum(getattr(reply, "seconds", 0.0) for reply in replies if not isinstance(reply, WorkerError))
+        self._worker_seconds[phase] = self._worker_seconds.get(phase, 0.0) + compute
+        if faults:
+            for client, reason in faults.retries[seen[0]:]:
+                self._retries.setdefault(client, []).append(f"{phase}: {reason}")
+            self._actors_replaced += faults.actors_replaced - seen[1]
+        return replies
+
+    # --------------------------------------------------------------------------------- client faults
+    def _reset_faults(self) -> None:
+        """Per-round fault bookkeeping: failure reason per client, retried attempts, replaced actors."""
+        self._failures: dict[str, list[str]] = {}
+        self._retries: dict[str, list[str]] = {}
+        self._actors_replaced = 0
+        self._worker_seconds: dict[str, float] = {}
+
+    def _note_failures(self, phase: str, replies: list) -> None:
+        for reply in replies:
+            if isinstance(reply, WorkerError):
+                self._failures.setdefault(reply.client, []).append(f"{phase}: {reply.message}")
+
+    def _add_fault_details(self, record: dict[str, Any]) -> None:
+        """Why clients failed and what the pool retried, next to the round's `failed_clients`."""
+        record["failure_reasons"] = {c: "; ".join(self._failures.get(c, ())) for c in record["failed_clients"]}
+        record["retries"] = {client: len(reasons) for client, reasons in sorted(self._retries.items())}
+        record["retry_reasons"] = dict(sorted(self._retries.items()))
+        record["actors_replaced"] = self._actors_replaced
 
     # -------------------------------------------------------------------------------------- logging
     def _record(self, round_idx: int, start: float, evals: list, masks: np.ndarray | None,
                 scores: np.ndarray | None, updates: list[ClientUpdate], failed: list[str],
-                down_bytes: int = 0) -> dict[str, Any]:
+                down_bytes: int = 0, decision: SelectionResult | None = None,
+                laps: _Laps | None = None) -> dict[str, Any]:
         reports = [r for r in evals if isinstance(r, EvalReport)]
         failed = sorted(set(failed) | {r.client for r in evals if isinstance(r, WorkerError)})
         if not reports:
@@ -242,17 +368,28 @@ class Coordinator:
             "bytes_down": int(down_bytes * len(self.fed.clients)),
             "bytes_up_per_client": {u.client: u.num_bytes for u in updates},
             "seconds": time.perf_counter() - start,
+            # The same dict objects as `laps.seconds` / the worker sums: "log" is added after logging.
+            "phase_seconds": laps.seconds if laps is not None else {},
+            "worker_seconds": dict(self._worker_seconds),
             "failed_clients": failed,
             "selected": None if masks is None else {
                 c: [u for u, chosen in zip(self.info.units, masks[i]) if chosen] for i, c in enumerate(self.fed.clients)},
         }
+        # Lazy: the artifacts module pulls in pymoo (objectives) and, when drawing, matplotlib.
+        from f3ocus.tracking import selection_artifacts
+
+        payload = None if masks is None else selection_artifacts.round_payload(
+            round_idx, self.fed.clients, self.info.units, masks, scores, decision)
+        # Small per-round summary for result.json: importance, variance, front_size.
+        record["selection"] = None if payload is None else selection_artifacts.round_summary(payload)
         self.state.history.append(record)
         if round_idx > 0:
             self.progress_now.round_seconds.append(record["seconds"])
-        self._log(record, masks, scores)
+        self._log(record, payload)
         return record
 
-    def _log(self, record: dict[str, Any], masks: np.ndarray | None, scores: np.ndarray | None) -> None:
+    def _log(self, record: dict[str, Any], payload: dict[str, Any] | None) -> None:
+        """The round's metrics; with a selection `payload` (rounds >= 1) also its metrics and artifacts."""
         step = record["round"]
         metrics = {names.EVAL_ACC: record["accuracy"], names.EVAL_LOSS: record["loss"],
                    names.COMM_BYTES_UP: record["bytes_up"], names.COMM_BYTES_DOWN: record["bytes_down"],
@@ -264,11 +401,53 @@ class Coordinator:
             metrics[names.client_metric(client, "bytes_up")] = num_bytes
         if record["train_loss"] is not None:
             metrics[names.TRAIN_LOSS] = record["train_loss"]
-        if masks is not None:
-            metrics[names.SELECT_DISTINCT_UNITS] = int(masks.any(axis=0).sum())
-            self.logger.log_dict({"round": step, "clients": list(self.fed.clients), "units": list(self.info.units),
-                                  "masks": masks.astype(int).tolist(),
-                                  "scores": None if scores is None else scores.tolist()},
-                                 f"selection/round_{step:03d}.json")
+        for phase, seconds in record["phase_seconds"].items():
+            metrics[names.time_metric(phase)] = seconds
+        if payload is not None:
+            metrics.update(self._log_selection(payload))
         self.logger.log_metrics(metrics, step)
+
+    def _log_selection(self, payload: dict[str, Any]) -> dict[str, float]:
+        """Write and log `selection/round_NNN.json` and, when the selector has a front, `front_round_NNN.png`.
+
+        Returns the round's `select/*` metrics (importance only with scores, front_size only with a front).
+        """
+        from f3ocus.tracking import selection_artifacts
+
+        step = payload["round"]
+        folder = self.run_dir / SELECTION_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"round_{step:03d}.json"
+        path.write_text(json.dumps(payload))
+        self.logger.log_artifact(path, SELECTION_DIR)
+        objectives = payload["objectives"]
+        metrics = {names.SELECT_DISTINCT_UNITS: payload["distinct_units"],
+                   names.SELECT_VARIANCE: objectives["variance"], names.SELECT_SOLVER_SECONDS: payload["seconds"]}
+        if objectives["importance"] is not None:
+            metrics[names.SELECT_IMPORTANCE] = objectives["importance"]
+        if payload["front"]:
+            metrics[names.SELECT_FRONT_SIZE] = len(payload["front"])
+            figure = selection_artifacts.render_front(folder / f"front_round_{step:03d}.png", payload["front"],
+                                                      payload["chosen"], step)
+            self.logger.log_artifact(figure, SELECTION_DIR)
+        return metrics
+
+    def _log_unit_ranks(self) -> None:
+        """At the end: `selection/unit_ranks.json` + `unit_ranks.png` (paper Fig. 5) from every scored round.
+
+        Reads the per-round JSON back from the run directory, so a resumed run covers its earlier rounds too.
+        Nothing is written when no round had scores (rule-based selectors).
+        """
+        from f3ocus.tracking import selection_artifacts
+
+        folder = self.run_dir / SELECTION_DIR
+        payloads = [json.loads(path.read_text()) for path in sorted(folder.glob("round_*.json"))]
+        history = selection_artifacts.rank_history([p for p in payloads if p["round"] <= self.state.round_idx])
+        if history is None:
+            return
+        path = folder / "unit_ranks.json"
+        path.write_text(json.dumps(history))
+        self.logger.log_artifact(path, SELECTION_DIR)
+        figure = selection_artifacts.render_rank_heatmap(folder / "unit_ranks.png", history)
+        self.logger.log_artifact(figure, SELECTION_DIR)
 

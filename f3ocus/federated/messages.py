@@ -12,6 +12,15 @@ import numpy as np
 import torch
 
 
+# `federation.upload_dtype` -> the dtype uploaded tensors travel in.
+UPLOAD_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def cast_floating(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """`tensors` with every floating-point tensor cast to `dtype` (others, and those already in it, as they are)."""
+    return {name: t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t for name, t in tensors.items()}
+
+
 def tensor_bytes(tensors: dict[str, torch.Tensor]) -> int:
     """Bytes on the wire for `tensors`: sum of numel x element size."""
     return sum(t.numel() * t.element_size() for t in tensors.values())

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from f3ocus.config.schema import ExperimentConfig
-from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ModelInfo, ScoreReport,
-                                       ScoreTask, TrainTask)
+from f3ocus.federated.messages import (UPLOAD_DTYPES, ClientUpdate, EvalReport, EvalTask, GlobalState, ModelInfo,
+                                       ScoreReport, ScoreTask, TrainTask, cast_floating)
 from f3ocus.utils.seeding import torch_generator
 
 
@@ -91,7 +91,9 @@ class ClientWorker:
         loss = train_epochs(self._model, shard, epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
                             weight_decay=fed.weight_decay, generator=torch_generator(task.seed))
         selected = [unit for unit, chosen in zip(self._model.units, task.mask) if chosen]
-        tensors = self._model.trainable_state(selected, include_head=fed.train_head)
+        # Sent in `federation.upload_dtype` (float16/bfloat16 halve the upload); the coordinator casts back.
+        tensors = cast_floating(self._model.trainable_state(selected, include_head=fed.train_head),
+                                UPLOAD_DTYPES[fed.upload_dtype])
         return ClientUpdate(task.client, len(shard.labels), tensors, float(loss), time.perf_counter() - start)
 
     def evaluate(self, state: GlobalState, task: EvalTask) -> EvalReport:

@@ -7,7 +7,17 @@ COMM_BYTES_UP = "comm/bytes_up"
 COMM_BYTES_DOWN = "comm/bytes_down"
 ROUND_SECONDS = "round/seconds"
 SELECT_DISTINCT_UNITS = "select/distinct_units"
+SELECT_IMPORTANCE = "select/importance"  # objective 1 of the chosen masks, on row-normalised scores
+SELECT_VARIANCE = "select/variance"  # objective 2: population variance of the selection histogram
+SELECT_FRONT_SIZE = "select/front_size"  # Pareto-front points (multi-objective selectors only)
+SELECT_SOLVER_SECONDS = "select/solver_seconds"  # wall time of the selector's decision
 FED_FAILED = "fed/failed_clients"
+DATA_SKIPPED_ROWS = "data/skipped_rows"  # rows dropped under data.on_bad_row: skip (step 0; /<reason> per reason)
+
+
+def time_metric(phase: str) -> str:
+    """Wall seconds of one phase of a round (score, select, train, aggregate, evaluate), e.g. `time/train`."""
+    return f"time/{phase}"
 
 
 def client_metric(client: str, name: str) -> str:

@@ -19,3 +19,20 @@ def test_f3ocus_selection_with_lntk_scores_respects_budgets(tmp_path, unit_mode)
     assert [len(selected[c]) for c in ("bloodmnist", "dermamnist", "pathmnist")] == [1, 2, 3]
     assert result["bytes_up_total"] > 0
     assert len(list(tmp_path.glob("*/checkpoint.pt"))) == 1
+
+
+# Every solver of the server step, alternating unit modes (LNTK in both modes is covered above).
+@pytest.mark.parametrize("solver,unit_mode", [("nsga2", "layer"), ("abc", "adapter"), ("aco", "layer"),
+                                              ("sa", "adapter"), ("mopso", "layer"), ("flow", "adapter")])
+def test_every_solver_runs_a_round_within_budgets(tmp_path_factory, solver, unit_mode):
+    shared = tmp_path_factory.getbasetemp() / "solvers"  # one prepared dataset for all solvers
+    cfg = load_config("configs/smoke/cpu_tiny.yaml", [
+        f"tracking.output_dir={shared}", "tracking.mlflow=false", "federation.engine=local",
+        "federation.rounds=1", "data.samples_per_client=30", "selection.method=f3ocus",
+        "selection.scorer=grad_norm", f"selection.solver={solver}", "selection.max_evals=1000",
+        "selection.pop_size=20", f"model.unit_mode={unit_mode}", f"tracking.run_name={solver}"])
+    result = run_experiment(cfg, show=lambda _: None)
+    record = result["history"][1]
+    assert [len(record["selected"][c]) for c in ("bloodmnist", "dermamnist", "pathmnist")] == [1, 2, 3]
+    assert record["selection"]["front_size"] >= 1
+    assert record["selection"]["importance"] > 0

@@ -44,7 +44,9 @@ def test_two_rounds_three_clients_two_actors(tmp_path, cache_env):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"summary.json", "config", "selection"} <= artifacts
     rounds = {a.path for a in client.list_artifacts(run.info.run_id, "selection")}
-    assert rounds == {"selection/round_001.json", "selection/round_002.json"}
+    # top_k has scores (unit ranks at the end) but no Pareto front (no front_round_NNN.png).
+    assert rounds == {"selection/round_001.json", "selection/round_002.json", "selection/unit_ranks.json",
+                      "selection/unit_ranks.png"}
 
     # Determinism: the same config and seed, on the in-process engine, give identical final metrics.
     again = run_experiment(_config(tmp_path, "federation.engine=local"), show=lambda _: None)
