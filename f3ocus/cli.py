@@ -1,4 +1,4 @@
-"""The `f3ocus` command: run, validate, pretrain, units, solve, mlflow-replay.
+"""The `f3ocus` command: run, validate, pretrain, units, solve, mlflow-replay, report, sweep, mlflow-server.
 
 User errors (an invalid config: `ConfigError`; bad data: `f3ocus.data.schema.DataError`) print one line,
 `config error: <field>: ...` or `data error: <file or row>: ...`, and exit with code 2, never a traceback;
@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from f3ocus.config.load import load_config
 from f3ocus.config.schema import ConfigError
 from f3ocus.selection.solve_cli import add_solve_parser
+from f3ocus.sweeps.cli import add_sweep_parsers
 
 EXIT_USAGE = 2
 EXIT_STOPPED = 1  # the run stopped on purpose (too few clients); its last checkpoint can be resumed
@@ -79,7 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--tracking-uri", help="default: the URI stored with each record")
     replay.set_defaults(handler=_mlflow_replay)
 
+    report = commands.add_parser("report", help="write a self-contained HTML dashboard of an MLflow experiment")
+    report.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment)")
+    report.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/runs/mlflow.db")
+    report.add_argument("--out", help="HTML file to write (default: runs/report-<experiment>.html)")
+    report.set_defaults(handler=_report)
+
     add_solve_parser(commands)
+    add_sweep_parsers(commands)  # sweep, mlflow-server (f3ocus/sweeps/cli.py)
     return parser
 
 
@@ -143,6 +151,15 @@ def _mlflow_replay(args: argparse.Namespace) -> int:
         print(f"mlflow error: {_one_line(error)} (unsent records stay in {args.buffer})", file=sys.stderr)
         return 1
     print(f"sent {sent} buffered record(s) to MLflow")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from f3ocus.dashboard import write_report
+
+    path, data = write_report(args.experiment, args.tracking_uri, args.out)
+    print(f"wrote {path} ({len(data['runs'])} runs, {len(data['table']['cells'])} method x task cells, "
+          f"{len(data['sweeps'])} sweep(s))")
     return 0
 
 

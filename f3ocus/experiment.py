@@ -8,6 +8,7 @@ foundation checkpoint and the federated data store (both built on the driver), t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -37,14 +38,18 @@ class Prepared:
     federation: Any  # f3ocus.federated.coordinator.Federation
     tracking_uri: str | None
     bad_rows: dict[str, Any] = field(default_factory=dict)  # rows skipped under data.on_bad_row: skip
+    run_tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags (a sweep's parent run id, trial id)
 
 
 def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, show: Callable[[str], None] = print,
-                   resume_dir: str | Path | None = None) -> dict[str, Any]:
+                   resume_dir: str | Path | None = None, on_round: Callable[[dict, dict], None] | None = None,
+                   placement: Any = None, run_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Validate, prepare, run every round, write `result.json` (and `output_json`); return the result.
 
     `resume_dir`: a run directory whose `checkpoint.pt` holds the last completed round; the run
     continues from the next round into the same MLflow run.
+    Used by sweep trials (`f3ocus.sweeps`): `on_round(record, run_info)` after every round,
+    `placement` (a `ray_engine.ActorPlacement`, Ray engine only) and `run_tags` (extra MLflow tags).
     """
     from f3ocus.federated.coordinator import CHECKPOINT, FederationState
 
@@ -59,13 +64,17 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
             raise ConfigError("--resume", f"no {CHECKPOINT} in {run_dir}: nothing to resume")
         resume = FederationState.load(run_dir / CHECKPOINT)
     prepared = prepare(cfg, num_units=len(units), show=show, run_dir=run_dir)
+    if run_tags:
+        prepared = dataclasses.replace(prepared, run_tags=dict(run_tags))
     show(f"run dir: {prepared.run_dir}" + (f" (resuming after round {resume.round_idx})" if resume else ""))
     started = time.perf_counter()
     if cfg.federation.engine == "local":
-        result = _run_local(cfg, prepared, resume, show)
+        if placement is not None:
+            raise ValueError("placement needs federation.engine: ray")
+        result = _run_local(cfg, prepared, resume, show, on_round)
     else:
         from f3ocus.federated.ray_engine import run_on_ray
-        result = run_on_ray(cfg, prepared, resume, show=show)
+        result = run_on_ray(cfg, prepared, resume, show=show, on_round=on_round, placement=placement)
     result["seconds"] = time.perf_counter() - started
     result["run_dir"] = str(prepared.run_dir)
     result["tracking_uri"] = prepared.tracking_uri
@@ -82,7 +91,6 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
     `num_units` is the model's unit count as `validate` found it (budgets are checked against it).
     """
     from f3ocus.data.answers import closed_set_accuracy
-    from f3ocus.data.prepare import prepare_federated_data
     from f3ocus.federated.coordinator import Federation
     from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
 
@@ -93,7 +101,7 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     cache_dir = _ensure_model(cfg, show)
     show(f"data: building/loading {cfg.data.task} ...")
-    store = prepare_federated_data(cfg.data, output_dir / "datasets" / _data_key(cfg), seed=cfg.seed)
+    store = build_data(cfg)
     clients = tuple(store.clients)
     budgets = check_budgets(cfg, num_units=num_units, num_clients=len(clients))
     check_min_clients(cfg, num_clients=len(clients))
@@ -105,6 +113,27 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
     if bad_rows.get("total"):
         show(f"data: skipped {bad_rows['total']} bad row(s) (data.on_bad_row: skip): {bad_rows['by_reason']}")
     return Prepared(run_dir, store.root, cache_dir, federation, tracking_uri, bad_rows)
+
+
+def build_data(cfg: ExperimentConfig):
+    """Build (or load from its cache) the federated data store of `cfg` under `<output_dir>/datasets/`.
+
+    Concurrent callers with the same data config (sweep trials, parallel runs) serialise on a file lock
+    next to the store: the first builds it, the others load it.
+    """
+    from filelock import FileLock
+
+    from f3ocus.data.prepare import prepare_federated_data
+
+    store_dir = Path(cfg.tracking.output_dir).expanduser().resolve() / "datasets" / _data_key(cfg)
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(store_dir) + ".lock"):
+        return prepare_federated_data(cfg.data, store_dir, seed=cfg.seed)
+
+
+def ensure_model(cfg: ExperimentConfig, show: Callable[[str], None] = print) -> str | None:
+    """The model cache dir of `cfg`, with the foundation checkpoint built first when the config uses one."""
+    return _ensure_model(cfg, show)
 
 
 def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = None):
@@ -121,7 +150,8 @@ def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = 
     logger = MlflowLogger(prepared.tracking_uri, cfg.tracking.experiment, prepared.run_dir.name,
                           output_dir / "mlartifacts",
                           tags={"f3ocus.git_sha": _git_sha(), "f3ocus.run_dir": str(prepared.run_dir),
-                                "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family},
+                                "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family,
+                                **prepared.run_tags},
                           run_id=run_id, buffer_path=prepared.run_dir / "mlflow_buffer.jsonl")
     if run_id is not None:
         return logger
@@ -144,8 +174,8 @@ def worker_spec(cfg: ExperimentConfig, prepared: Prepared):
                       num_threads=max(1, int(cfg.federation.worker_resources.num_cpus)))
 
 
-def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any,
-               show: Callable[[str], None]) -> dict[str, Any]:
+def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any, show: Callable[[str], None],
+               on_round: Callable[[dict, dict], None] | None = None) -> dict[str, Any]:
     """Everything in this process: one LocalPool worker, the coordinator called directly."""
     from f3ocus.federated.coordinator import Coordinator
     from f3ocus.federated.pool import LocalPool
@@ -155,10 +185,16 @@ def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any,
                               make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared),
                                                           retries=cfg.federation.client_retries),
                               make_logger=functools.partial(make_logger, cfg, prepared), resume=resume)
+    run_info = {**coordinator.run_info(), "coordinator_node": "local"}
     if coordinator.needs_initial_evaluation():
-        coordinator.evaluate_initial()
+        record = coordinator.evaluate_initial()
+        if on_round:
+            on_round(record, run_info)
     for round_idx in range(coordinator.next_round(), cfg.federation.rounds + 1):
-        show(format_round(coordinator.run_round(round_idx), coordinator.progress()))
+        record = coordinator.run_round(round_idx)
+        show(format_round(record, coordinator.progress()))
+        if on_round:
+            on_round(record, run_info)
     return coordinator.finish()
 
 

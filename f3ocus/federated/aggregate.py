@@ -26,20 +26,42 @@ def masked_fedavg(global_tensors: Mapping[str, torch.Tensor],
         KeyError: an update holds a tensor the global state does not know.
         ValueError: a shape mismatch or a non-positive example count.
     """
-    totals: dict[str, torch.Tensor] = {}
-    weights: dict[str, float] = {}
+    average = RunningFedAvg(global_tensors)
     for num_examples, tensors in updates:
+        average.add(num_examples, tensors)
+    return average.result()
+
+
+class RunningFedAvg:
+    """`masked_fedavg` folded in one update at a time, so a round holds one float64 sum per tensor instead
+    of every client's update (memory flat in the number of clients). Adding the same updates in the same
+    order gives exactly `masked_fedavg`'s result; `add` does not keep references to the update's tensors.
+    """
+
+    def __init__(self, global_tensors: Mapping[str, torch.Tensor]):
+        self._global = global_tensors
+        self._totals: dict[str, torch.Tensor] = {}
+        self._weights: dict[str, float] = {}
+        self.count = 0  # updates added
+
+    def add(self, num_examples: int, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Fold one client's update in (raises KeyError / ValueError as `masked_fedavg` does, before adding)."""
         if num_examples <= 0:
             raise ValueError(f"num_examples must be > 0, got {num_examples}")
         for name, tensor in tensors.items():
-            reference = global_tensors[name]
+            reference = self._global[name]
             if tensor.shape != reference.shape:
                 raise ValueError(f"{name}: update shape {tuple(tensor.shape)} != global {tuple(reference.shape)}")
+        for name, tensor in tensors.items():
             # Accumulate in float64 so the result does not depend on client order beyond rounding.
             contribution = tensor.detach().to(torch.float64) * num_examples
-            totals[name] = totals[name] + contribution if name in totals else contribution
-            weights[name] = weights.get(name, 0.0) + num_examples
-    return {
-        name: (totals[name] / weights[name]).to(value.dtype) if name in totals else value.clone()
-        for name, value in global_tensors.items()
-    }
+            self._totals[name] = self._totals[name].add_(contribution) if name in self._totals else contribution
+            self._weights[name] = self._weights.get(name, 0.0) + num_examples
+        self.count += 1
+
+    def result(self) -> dict[str, torch.Tensor]:
+        """The new global tensors: the weighted mean where someone sent the tensor, else a copy of the old value."""
+        return {
+            name: (self._totals[name] / self._weights[name]).to(value.dtype) if name in self._totals else value.clone()
+            for name, value in self._global.items()
+        }

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from f3ocus.config.schema import ExperimentConfig
-from f3ocus.federated.aggregate import masked_fedavg
+from f3ocus.federated.aggregate import RunningFedAvg
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError)
 from f3ocus.federated.pool import WorkerPool
@@ -104,6 +104,16 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class UpdateSummary:
+    """What the round record keeps of a client's update once its tensors are folded into the average."""
+
+    client: str
+    num_examples: int
+    train_loss: float
+    num_bytes: int
+
+
+@dataclass(frozen=True)
 class Federation:
     """The public facts of the federation: client names (sorted), train sizes, budgets, baseline."""
 
@@ -126,9 +136,18 @@ class Coordinator:
         self.cfg = config
         self.fed = federation
         self.run_dir = Path(run_dir)
+        started = time.perf_counter()
         self.pool = make_pool()
+        pool_made = time.perf_counter()
         self.info = self.pool.model_info()
+        info_ready = time.perf_counter()
         self.logger = make_logger(resume.mlflow_run_id if resume else None)
+        # Start-up, seconds: create the pool (in-process: the worker itself; Ray: actor handles only), wait
+        # for the first worker's model info (Ray: its process starts, imports, opens the store, loads the
+        # model), open the tracking run; `worker_init` is what that worker reports of its own start.
+        self.startup_seconds = {"pool": pool_made - started, "model_info": info_ready - pool_made,
+                                "logger": time.perf_counter() - info_ready,
+                                "worker_init": dict(self.info.worker_init_seconds)}
         self.selector = build_selector(config.selection)
         self.state = resume or FederationState(0, dict(self.info.initial_tensors))
         self.state.mlflow_run_id = self.logger.run_id
@@ -192,12 +211,14 @@ class Coordinator:
         # 4. Train: each client trains its selected units and uploads only those. Failed clients and
         #    rejected (non-finite) updates are left out; too few usable updates stop the run here,
         #    before anything of this round is aggregated or checkpointed.
-        updates, train_failed = self._train(state, masks, round_idx)
-        laps.lap("train")
         # 5. Aggregate: masked FedAvg weighted by |D_i|; units nobody trained keep their value. Uploads
-        #    sent in a narrower `federation.upload_dtype` are cast back to the global dtype first.
-        self.state.tensors = masked_fedavg(self.state.tensors,
-                                           [(u.num_examples, self._to_global_dtype(u.tensors)) for u in updates])
+        #    sent in a narrower `federation.upload_dtype` are cast back to the global dtype first. Each
+        #    update is folded into a running sum as it arrives (in client order) and its tensors dropped,
+        #    so the coordinator's memory does not grow with the number of clients; the sum is applied
+        #    only after training succeeded.
+        updates, train_failed, average = self._train(state, masks, round_idx)
+        laps.lap("train")
+        self.state.tensors = average.result()
         self._version += 1
         laps.lap("aggregate")
         # 6. Evaluate: the new global model on every client's test split.
@@ -228,12 +249,27 @@ class Coordinator:
             "bytes_down_total": int(sum(r["bytes_down"] for r in self.state.history)),
             "units": list(self.info.units),
             "unit_num_parameters": self.info.unit_num_parameters,
+            "startup_seconds": self.startup_seconds,
         }
         self._log_unit_ranks()
         self.logger.log_dict(summary, "summary.json")
         self.logger.close(status)
         self.pool.shutdown()
         return summary
+
+    def abort(self, status: str = "KILLED") -> None:
+        """End the run without a summary: close the MLflow run with `status`, stop the pool's workers.
+
+        For a run stopped from outside (a sweep scheduler ending a trial early); the last completed
+        round's checkpoint stays in the run directory.
+        """
+        self.logger.close(status)
+        self.pool.shutdown()
+
+    def run_info(self) -> dict[str, Any]:
+        """Where this run lives: its MLflow run id and the node of each worker (pools that can tell)."""
+        node_ids = getattr(self.pool, "node_ids", None)
+        return {"mlflow_run_id": self.logger.run_id, "client_nodes": list(node_ids()) if node_ids else []}
 
     def progress(self) -> Progress:
         return self.progress_now
@@ -249,23 +285,27 @@ class Coordinator:
         scores = np.stack([r.scores if isinstance(r, ScoreReport) else uniform for r in replies])  # (N, L)
         return scores, [r.client for r in replies if isinstance(r, WorkerError)]
 
-    def _train(self, state: GlobalState, masks: np.ndarray, round_idx: int) -> tuple[list[ClientUpdate], list[str]]:
-        """Usable updates in client order, and the clients that failed or were rejected.
+    def _train(self, state: GlobalState, masks: np.ndarray,
+               round_idx: int) -> tuple[list["UpdateSummary"], list[str], RunningFedAvg]:
+        """Summaries of the usable updates in client order, the clients that failed or were rejected, and
+        the running masked FedAvg of the usable updates (not yet applied to the global state).
 
         A client fails when its task still failed after the pool's retries, or when its update holds
         NaN/Inf (or a non-finite loss): it is left out of this round's average. With fewer than
-        `federation.min_clients` usable updates the failed clients' training is retried once; still
-        too few stops the run (`TooFewClientsError`) before anything of this round is applied.
+        `federation.min_clients` usable updates the failed clients' training is retried once (their
+        updates are folded in after the first pass's); still too few stops the run
+        (`TooFewClientsError`) before anything of this round is applied.
         """
         tasks = [TrainTask(c, round_idx, derive_seed(self.cfg.seed, round_idx, i, TRAIN), tuple(map(bool, masks[i])))
                  for i, c in enumerate(self.fed.clients)]
-        usable, problems = self._usable_updates(self._map("train", state, tasks), tasks)
+        average = RunningFedAvg(self.state.tensors)
+        usable, problems = self._fold_updates(state, tasks, average)
         minimum = self.cfg.federation.min_clients
         failed = [task for task in tasks if task.client not in usable]
         if len(usable) < minimum and failed:
             for task in failed:
                 self._retries.setdefault(task.client, []).append(f"train (round retry): {problems[task.client]}")
-            usable_again, problems_again = self._usable_updates(self._map("train", state, failed), failed)
+            usable_again, problems_again = self._fold_updates(state, failed, average)
             usable.update(usable_again)
             problems.update(problems_again)
         failed = [task.client for task in tasks if task.client not in usable]
@@ -278,21 +318,59 @@ class Coordinator:
                 f"fewer than federation.min_clients={minimum} (after retrying the round's training once); "
                 f"failed: {reasons}. The checkpoint of round {self.state.round_idx} is intact: "
                 f"`f3ocus run --resume {self.run_dir}` continues from there.")
-        return [usable[task.client] for task in tasks if task.client in usable], failed
+        return [usable[task.client] for task in tasks if task.client in usable], failed, average
 
-    def _usable_updates(self, replies: list, tasks: list[TrainTask]) -> tuple[dict[str, ClientUpdate], dict[str, str]]:
-        """{client: update} of the replies that can be aggregated, and {client: why not} of the others."""
-        usable, problems = {}, {}
-        for reply, task in zip(replies, tasks):
+    def _fold_updates(self, state: GlobalState, tasks: list[TrainTask],
+                      average: RunningFedAvg) -> tuple[dict[str, "UpdateSummary"], dict[str, str]]:
+        """Run `tasks` and fold every usable update into `average` as it arrives, in task order.
+
+        An update that arrives before an earlier task's reply waits for it (at most about one per
+        worker), so the sum is the same as averaging all updates in client order at the end. Once
+        folded, an update's tensors are released (`ClientUpdate.release_tensors`: the pool still holds
+        the reply object until the phase ends). Returns {client: summary} of the usable updates and
+        {client: why not} of the others; an upload outside the client's selection raises after the phase.
+        """
+        index = {task.client: i for i, task in enumerate(tasks)}
+        usable: dict[str, UpdateSummary] = {}
+        problems: dict[str, str] = {}
+        arrived: dict[int, ClientUpdate | None] = {}  # task index -> update to fold (None: nothing to fold)
+        protocol_errors: list[Exception] = []
+        next_to_fold = 0
+
+        seen: set[str] = set()
+
+        def consume(reply: object) -> None:
+            nonlocal next_to_fold
+            seen.add(reply.client)
+            i = index[reply.client]
+            arrived[i] = None
             if isinstance(reply, WorkerError):
                 problems[reply.client] = reply.message
-                continue
-            self._check_upload(reply, task.mask)
-            problem = _non_finite(reply)
-            if problem:
-                problems[reply.client] = f"rejected: {problem}"
             else:
-                usable[reply.client] = reply
+                try:
+                    self._check_upload(reply, tasks[i].mask)
+                except RuntimeError as error:
+                    protocol_errors.append(error)
+                    return
+                problem = _non_finite(reply)
+                if problem:
+                    problems[reply.client] = f"rejected: {problem}"
+                else:
+                    arrived[i] = reply
+            while next_to_fold in arrived:
+                update = arrived.pop(next_to_fold)
+                next_to_fold += 1
+                if update is not None and not protocol_errors:
+                    average.add(update.num_examples, self._to_global_dtype(update.tensors))
+                    usable[update.client] = UpdateSummary(update.client, update.num_examples, update.train_loss,
+                                                          update.num_bytes)
+                    update.release_tensors()
+
+        for reply in self._map("train", state, tasks, consume):
+            if reply.client not in seen:  # a pool that did not report this reply as it arrived
+                consume(reply)
+        if protocol_errors:
+            raise protocol_errors[0]
         return usable, problems
 
     def _to_global_dtype(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -312,10 +390,14 @@ class Coordinator:
     def _evaluate(self, state: GlobalState, round_idx: int) -> list[EvalReport | WorkerError]:
         return self._map("evaluate", state, [EvalTask(c, round_idx) for c in self.fed.clients])
 
-    def _map(self, phase: str, state: GlobalState, tasks: list) -> list:
+    def _map(self, phase: str, state: GlobalState, tasks: list,
+             consume: Callable[[object], None] | None = None) -> list:
+        """Run `tasks` on the pool; `consume(reply)` is called on every final reply as soon as it arrives."""
         self.progress_now.phase, self.progress_now.done, self.progress_now.total = phase, 0, len(tasks)
 
-        def on_done(_reply: object) -> None:
+        def on_done(reply: object) -> None:
+            if consume is not None:
+                consume(reply)
             self.progress_now.done += 1
 
         faults = getattr(self.pool, "faults", None)  # FaultLog of the pools in f3ocus.federated.pool
@@ -351,7 +433,7 @@ class Coordinator:
 
     # -------------------------------------------------------------------------------------- logging
     def _record(self, round_idx: int, start: float, evals: list, masks: np.ndarray | None,
-                scores: np.ndarray | None, updates: list[ClientUpdate], failed: list[str],
+                scores: np.ndarray | None, updates: list[UpdateSummary], failed: list[str],
                 down_bytes: int = 0, decision: SelectionResult | None = None,
                 laps: _Laps | None = None) -> dict[str, Any]:
         reports = [r for r in evals if isinstance(r, EvalReport)]

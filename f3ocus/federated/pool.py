@@ -3,8 +3,12 @@
 `LocalPool` runs workers in-process (tests, debugging). `RayPool` runs each worker as a Ray actor with
 the configured `num_cpus` / fractional `num_gpus` and dispatches tasks dynamically: each actor holds one
 task at a time and gets the next client as soon as it is free, so N virtual clients are served by any
-number of actors. The broadcast state is put in the object store once per call. Apart from sweeps and
-ray_jobs, this is the only module that imports ray.
+number of actors. A free actor prefers the next client it served before (whose encoded shards it has
+cached) and otherwise takes the next client in order, so clients stay on their actor unless balancing
+needs a move. The broadcast state is put in the object store once per version and handed over as a
+`SharedState` (a boxed reference), so each actor deserialises it once per version, not once per task.
+Apart from sweeps, ray_jobs, ray_engine.py and a worker fetching a `SharedState`, this is the only module
+that imports ray.
 
 Client faults: a task that raises is retried up to `retries` more times; a task whose actor died (killed,
 crashed, out of memory) gets a fresh actor with the same options and spec in that actor's place and is
@@ -18,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from f3ocus.federated.messages import GlobalState, ModelInfo, WorkerError
+from f3ocus.federated.messages import GlobalState, ModelInfo, SharedState, WorkerError
 from f3ocus.federated.worker import ClientWorker, WorkerSpec
 
 OnDone = Callable[[object], None]
@@ -50,6 +54,21 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+def next_pending(pending: list, slot: int, home: dict[str, int], window: int) -> int:
+    """Index in `pending` (task order reversed: the last entry is next) of the task for the free actor `slot`.
+
+    Among the next `window` tasks (the number of actors: replies stay within about two actors' worth of
+    task order, which bounds what the coordinator's in-order fold has to buffer), the earliest whose client
+    was last served by `slot`, or was never served, so its encoded shards are warm; when each of them lives
+    on another actor, the next task (balancing beats affinity: a free actor never waits).
+    `pending` holds `(index, task, attempt)` tuples.
+    """
+    for position in range(len(pending) - 1, max(len(pending) - window, 0) - 1, -1):
+        if home.get(pending[position][1].client, slot) == slot:
+            return position
+    return len(pending) - 1
+
+
 class LocalPool:
     """One in-process worker serving every task in order; a raising task is retried `retries` more times,
     then becomes a WorkerError reply. `worker_cls` builds the worker (a ClientWorker or a subclass)."""
@@ -78,6 +97,9 @@ class LocalPool:
                 on_done(reply)
         return replies
 
+    def node_ids(self) -> list[str]:
+        return ["local"]
+
     def shutdown(self) -> None:
         pass
 
@@ -86,18 +108,32 @@ class RayPool:
     """`num_actors` worker actors; options (num_cpus, num_gpus, scheduling strategy) from the caller.
 
     `retries`: extra attempts per task (see the module docstring). `worker_cls`: the actor class, a
-    ClientWorker or a subclass of it.
+    ClientWorker or a subclass of it. `slot_options`: optional per-actor extra options, one mapping per
+    actor, merged over `actor_options` (a sweep trial pins actor i to bundle i of its placement group with
+    a `scheduling_strategy`); a replaced actor gets its slot's options again.
     """
 
     def __init__(self, spec: WorkerSpec, num_actors: int, actor_options: dict, *, retries: int = 0,
-                 worker_cls: type = ClientWorker):
+                 worker_cls: type = ClientWorker, slot_options: Sequence[dict] | None = None):
         import ray
 
+        if slot_options is not None and len(slot_options) != num_actors:
+            raise ValueError(f"slot_options lists {len(slot_options)} entries for {num_actors} actors")
         self._spec = spec
         self._retries = retries
-        self._remote_cls = ray.remote(worker_cls).options(**actor_options)
-        self._actors = [self._remote_cls.remote(spec) for _ in range(num_actors)]
+        remote_cls = ray.remote(worker_cls)
+        self._slot_cls = [remote_cls.options(**{**actor_options, **(slot_options[slot] if slot_options else {})})
+                          for slot in range(num_actors)]
+        self._actors = [cls.remote(spec) for cls in self._slot_cls]
+        self._home: dict[str, int] = {}  # client -> slot of the actor that served it last (shards cached there)
+        self._shared: SharedState | None = None  # the last broadcast put in the object store
         self.faults = FaultLog()
+
+    def node_ids(self) -> list[str]:
+        """The Ray node id of each actor, in slot order (where the pool's actors were scheduled)."""
+        import ray
+
+        return ray.get([actor.__ray_call__.remote(_node_of) for actor in self._actors])
 
     def model_info(self) -> ModelInfo:
         import ray
@@ -114,14 +150,19 @@ class RayPool:
     def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None) -> list:
         import ray
 
-        state_ref = ray.put(state)
+        # Put once per version (score and train share one); actors fetch it once per version too.
+        if self._shared is None or self._shared.version != state.version:
+            self._shared = None
+            self._shared = SharedState(state.version, [ray.put(state)])
+        shared = self._shared
         pending = [(index, task, 0) for index, task in enumerate(tasks)][::-1]  # pop() keeps task order
         running: dict = {}
         replies: list = [None] * len(tasks)
 
         def dispatch(slot: int) -> None:
-            index, task, attempt = pending.pop()
-            running[getattr(self._actors[slot], method).remote(state_ref, task)] = (index, task, attempt, slot)
+            index, task, attempt = pending.pop(next_pending(pending, slot, self._home, len(self._actors)))
+            self._home[task.client] = slot
+            running[getattr(self._actors[slot], method).remote(shared, task)] = (index, task, attempt, slot)
 
         for slot in range(len(self._actors)):
             if pending:
@@ -163,8 +204,15 @@ class RayPool:
             ray.kill(self._actors[slot], no_restart=True)  # dead already, or unreachable: make sure
         except Exception:  # noqa: BLE001 - nothing left to kill
             pass
-        self._actors[slot] = self._remote_cls.remote(self._spec)
+        self._actors[slot] = self._slot_cls[slot].remote(self._spec)
         self.faults.actors_replaced += 1
+
+
+def _node_of(_instance: object) -> str:
+    """Run inside an actor by `__ray_call__`: the id of the node it lives on."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _actor_lost() -> tuple[type[BaseException], ...]:

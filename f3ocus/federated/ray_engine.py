@@ -6,6 +6,15 @@ driver can poll `progress()` while `run_round` works. Worker actors get `num_cpu
 `num_gpus` from `federation.worker_resources`. If the coordinator actor dies, the driver starts a new
 one from the last checkpoint (up to `federation.coordinator_restarts` times): completed rounds are
 never redone or lost.
+
+Two optional hooks serve Ray Tune sweeps (`f3ocus.sweeps`) and leave a plain run unchanged: `placement`
+schedules the coordinator and each client actor into given bundles of a placement group (a trial's
+own), and `on_round(record, run_info)` is called after every round (round 0 = the initial evaluation)
+with the round's record and where the run lives (MLflow run id, Ray nodes of the coordinator and of the
+client actors). If `on_round` raises (a scheduler stopping the trial), the run is aborted: the coordinator
+gets up to `ABORT_TIMEOUT_S` to close its MLflow run as KILLED and kill its client actors, then it is
+killed itself (client actors are its children and die with it), and the exception propagates. The last
+completed round's checkpoint stays in the run dir.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,18 +32,50 @@ from f3ocus.federated.pool import RayPool
 from f3ocus.federated.progress import format_progress, format_round
 
 
+OnRound = Callable[[dict[str, Any], dict[str, Any]], None]
+ABORT_TIMEOUT_S = 15.0  # how long an aborted run waits for its coordinator to close MLflow and stop workers
+
+
+@dataclass(frozen=True)
+class ActorPlacement:
+    """Bundles of an existing placement group for the coordinator and for each client actor.
+
+    `client_bundles[i]` is the bundle of client actor i (one per `federation.num_actors`). Every actor
+    also captures its child tasks in the group, so nothing a trial starts runs outside its reservation.
+    """
+
+    placement_group: Any  # ray.util.placement_group.PlacementGroup
+    coordinator_bundle: int
+    client_bundles: tuple[int, ...]
+
+    def options(self, bundle: int) -> dict[str, Any]:
+        """Ray actor options that schedule an actor into `bundle` of the group."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        return {"scheduling_strategy": PlacementGroupSchedulingStrategy(
+            placement_group=self.placement_group, placement_group_bundle_index=bundle,
+            placement_group_capture_child_tasks=True)}
+
+
 def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | None = None, *,
-               show: Callable[[str], None] = print) -> dict[str, Any]:
-    """Start (or join) Ray, run every remaining round on actors, return the coordinator's summary."""
+               show: Callable[[str], None] = print, on_round: OnRound | None = None,
+               placement: ActorPlacement | None = None) -> dict[str, Any]:
+    """Start (or join) Ray, run every remaining round on actors, return the coordinator's summary.
+
+    `on_round` and `placement`: see the module docstring.
+    """
     import ray
 
+    if placement is not None and len(placement.client_bundles) != cfg.federation.num_actors:
+        raise ValueError(f"placement has {len(placement.client_bundles)} client bundles for "
+                         f"{cfg.federation.num_actors} client actors")
     started_ray = _init_ray()
     restarts = 0
     try:
         while True:
-            coordinator = _start_coordinator(cfg, prepared, resume, show)
+            coordinator = _start_coordinator(cfg, prepared, resume, show, placement)
             try:
-                return _run_rounds(cfg, coordinator, show)
+                return _run_rounds(cfg, coordinator, show, on_round)
             except ray.exceptions.RayActorError as error:
                 if restarts >= cfg.federation.coordinator_restarts:
                     raise
@@ -56,26 +98,32 @@ def _init_ray() -> bool:
 
     if ray.is_initialized():
         return False
+    address = os.environ.get("RAY_ADDRESS")
+    # Joining a cluster: its workers get our environment through the job's runtime env. Otherwise a new
+    # local instance ("local": never an unrelated `ray start` instance of this machine), whose workers
+    # inherit this process's environment already; a runtime env there would only make every actor start
+    # wait for the runtime-env agent (1.5-2.5 s more for two actors on 2 busy cores).
     env = {key: os.environ[key] for key in (*OFFLINE_ENV, "F3OCUS_CACHE_DIR", "MLFLOW_TRACKING_URI")
            if key in os.environ}
-    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=True,
-             runtime_env={"env_vars": env}, configure_logging=False)
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=True,
+             runtime_env={"env_vars": env} if address else None, configure_logging=False)
     return True
 
 
 def _start_coordinator(cfg: ExperimentConfig, prepared: Any, resume: FederationState | None,
-                       show: Callable[[str], None]) -> Any:
+                       show: Callable[[str], None], placement: ActorPlacement | None = None) -> Any:
     import ray
 
     from f3ocus.experiment import make_logger, worker_spec
 
     fed = cfg.federation
     actor_options = {"num_cpus": fed.worker_resources.num_cpus, "num_gpus": fed.worker_resources.num_gpus}
+    slot_options = None if placement is None else [placement.options(b) for b in placement.client_bundles]
     make_pool = functools.partial(RayPool, worker_spec(cfg, prepared), fed.num_actors, actor_options,
-                                  retries=fed.client_retries)
+                                  retries=fed.client_retries, slot_options=slot_options)
     coordinator_cls = ray.remote(Coordinator).options(
         num_cpus=fed.coordinator_resources.num_cpus, num_gpus=fed.coordinator_resources.num_gpus,
-        max_concurrency=2)
+        max_concurrency=2, **({} if placement is None else placement.options(placement.coordinator_bundle)))
     show(f"ray: starting coordinator + {fed.num_actors} client actors "
          f"({fed.worker_resources.num_cpus:g} CPU, {fed.worker_resources.num_gpus:g} GPU each) "
          f"for {len(prepared.federation.clients)} clients")
@@ -83,19 +131,53 @@ def _start_coordinator(cfg: ExperimentConfig, prepared: Any, resume: FederationS
                                   functools.partial(make_logger, cfg, prepared), resume)
 
 
-def _run_rounds(cfg: ExperimentConfig, coordinator: Any, show: Callable[[str], None]) -> dict[str, Any]:
+def _run_rounds(cfg: ExperimentConfig, coordinator: Any, show: Callable[[str], None],
+                on_round: OnRound | None = None) -> dict[str, Any]:
     import ray
 
+    run_info = _run_info(coordinator) if on_round is not None else {}
     if ray.get(coordinator.needs_initial_evaluation.remote()):
-        _watch(coordinator.evaluate_initial.remote(), coordinator, show)
+        _notify(on_round, _watch(coordinator.evaluate_initial.remote(), coordinator, show), run_info, coordinator)
     for round_idx in range(ray.get(coordinator.next_round.remote()), cfg.federation.rounds + 1):
         try:
-            _watch(coordinator.run_round.remote(round_idx), coordinator, show)
+            record = _watch(coordinator.run_round.remote(round_idx), coordinator, show)
         except ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, TooFewClientsError):  # the same clear stop as the local engine
                 raise error.cause from None
             raise
+        _notify(on_round, record, run_info, coordinator)
     return ray.get(coordinator.finish.remote())
+
+
+def _run_info(coordinator: Any) -> dict[str, Any]:
+    """MLflow run id, the coordinator's node and its client actors' nodes (asked once per coordinator)."""
+    import ray
+
+    info = ray.get(coordinator.run_info.remote())
+    return {**info, "coordinator_node": ray.get(coordinator.__ray_call__.remote(_node_of))}
+
+
+def _notify(on_round: OnRound | None, record: dict[str, Any], run_info: dict[str, Any], coordinator: Any) -> None:
+    """Call `on_round`; if it raises (the caller stops the run), abort the run cleanly and re-raise."""
+    import ray
+
+    if on_round is None:
+        return
+    try:
+        on_round(record, run_info)
+    except BaseException:  # noqa: BLE001 - includes the SystemExit a Tune trial stop raises in report()
+        try:
+            ray.get(coordinator.abort.remote("KILLED"), timeout=ABORT_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - best effort: the coordinator is killed by the caller anyway
+            pass
+        raise
+
+
+def _node_of(_instance: object) -> str:
+    """Run inside an actor by `__ray_call__`: the id of the node it lives on."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _watch(ref: Any, coordinator: Any, show: Callable[[str], None]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 
 from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated.messages import (UPLOAD_DTYPES, ClientUpdate, EvalReport, EvalTask, GlobalState, ModelInfo,
-                                       ScoreReport, ScoreTask, TrainTask, cast_floating)
+                                       ScoreReport, ScoreTask, SharedState, TrainTask, cast_floating)
 from f3ocus.utils.seeding import torch_generator
 
 
@@ -38,23 +38,29 @@ class ClientWorker:
     """Scores, trains and evaluates on behalf of whichever client a task names."""
 
     def __init__(self, spec: WorkerSpec):
+        started = time.perf_counter()
         from f3ocus.data.store import FederatedStore
         from f3ocus.importance.registry import build_scorer
         from f3ocus.models.registry import build_vqa_model
 
+        imported = time.perf_counter()
         torch.set_num_threads(max(1, spec.num_threads))
         cfg = spec.config
         self._cfg = cfg
         self._device = torch.device("cuda" if torch.cuda.is_available() and cfg.federation.worker_resources.num_gpus > 0
                                     else "cpu")
         self._store = FederatedStore.load(Path(spec.store_dir))
+        opened = time.perf_counter()
         self._model = build_vqa_model(
             cfg.model.family, cfg.model.checkpoint, answers=self._store.answers, unit_mode=cfg.model.unit_mode,
             lora_r=cfg.model.lora.r, lora_alpha=cfg.model.lora.alpha, lora_dropout=cfg.model.lora.dropout,
             image_size=cfg.model.image_size, seed=cfg.seed, cache_dir=spec.model_cache_dir,
         ).to(self._device)
         self._scorer = build_scorer(cfg.selection.scorer)
+        self._init_seconds = {"imports": imported - started, "store": opened - imported,
+                              "model": time.perf_counter() - opened}
         self._loaded_version: int | None = None
+        self._broadcast: GlobalState | None = None  # the last broadcast fetched through a SharedState
         self._shards: OrderedDict[tuple[str, str], object] = OrderedDict()
         self._shard_cache_size = spec.shard_cache_size
 
@@ -66,10 +72,12 @@ class ClientWorker:
             unit_parameter_names={unit: tuple(tensor_names) for unit, tensor_names in names.items()},
             unit_num_parameters=dict(self._model.num_unit_parameters()),
             initial_tensors=self._model.trainable_state(),
+            worker_init_seconds=dict(self._init_seconds),
         )
 
-    def score(self, state: GlobalState, task: ScoreTask) -> ScoreReport:
-        start = time.perf_counter()
+    def score(self, state: GlobalState | SharedState, task: ScoreTask) -> ScoreReport:
+        state = self._resolve(state)
+        start = time.perf_counter()  # `seconds` in replies: the worker's compute, not the transfer
         self._load(state)
         shard = self._shard(task.client, "train")
         generator = torch_generator(task.seed)
@@ -79,9 +87,10 @@ class ClientWorker:
         scores = self._scorer.score(self._model, inputs, shard.labels[rows].to(self._device))
         return ScoreReport(task.client, np.asarray(scores, dtype=np.float64), time.perf_counter() - start)
 
-    def train(self, state: GlobalState, task: TrainTask) -> ClientUpdate:
+    def train(self, state: GlobalState | SharedState, task: TrainTask) -> ClientUpdate:
         from f3ocus.models.training import train_epochs
 
+        state = self._resolve(state)
         start = time.perf_counter()
         self._load(state)
         shard = self._shard(task.client, "train")
@@ -96,15 +105,28 @@ class ClientWorker:
                                 UPLOAD_DTYPES[fed.upload_dtype])
         return ClientUpdate(task.client, len(shard.labels), tensors, float(loss), time.perf_counter() - start)
 
-    def evaluate(self, state: GlobalState, task: EvalTask) -> EvalReport:
+    def evaluate(self, state: GlobalState | SharedState, task: EvalTask) -> EvalReport:
         from f3ocus.models.training import evaluate
 
+        state = self._resolve(state)
         start = time.perf_counter()
         self._load(state)
         shard = self._shard(task.client, "test")
         result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size)
         return EvalReport(task.client, float(result.accuracy), float(result.loss), int(result.n),
                           time.perf_counter() - start)
+
+    def _resolve(self, state: GlobalState | SharedState) -> GlobalState:
+        """The broadcast itself: a SharedState (Ray) is fetched from the object store once per version and kept,
+        since training overwrites the model's copy and the next client starts from the broadcast again."""
+        if not isinstance(state, SharedState):
+            return state
+        if self._broadcast is None or self._broadcast.version != state.version:
+            import ray
+
+            self._broadcast = None  # let the previous broadcast go before the next one arrives
+            self._broadcast = ray.get(state.box[0])
+        return self._broadcast
 
     def _load(self, state: GlobalState) -> None:
         if state.version != self._loaded_version:

@@ -32,7 +32,7 @@ def top_eigenvalue_exact(blocks: Sequence[torch.Tensor]) -> float:
         return 0.0
     m, p = blocks[0].shape[0], sum(block.shape[1] for block in blocks)
     if m <= p:
-        gram = torch.zeros(m, m, dtype=torch.float64)  # (m, m) = J Jᵀ = Σ_t B_t B_tᵀ
+        gram = torch.zeros(m, m, dtype=torch.float64, device=blocks[0].device)  # (m, m) = J Jᵀ = Σ_t B_t B_tᵀ
         for block in blocks:
             for start in range(0, block.shape[1], _GRAM_CHUNK):
                 chunk = block[:, start:start + _GRAM_CHUNK].to(torch.float64)  # (m, c)
@@ -41,6 +41,13 @@ def top_eigenvalue_exact(blocks: Sequence[torch.Tensor]) -> float:
         wide = torch.cat(blocks, dim=1).to(torch.float64)  # (m, p), p < m: small
         gram = wide.T @ wide  # (p, p) = Jᵀ J
     return max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0)
+
+
+def top_eigenvalue_gram(gram: torch.Tensor) -> float:
+    """λ₁ of an explicit symmetric PSD kernel matrix (m, m) via `eigvalsh` in float64 (≥ 0; 0.0 if empty)."""
+    if gram.numel() == 0:
+        return 0.0
+    return max(float(torch.linalg.eigvalsh(gram.to(torch.float64))[-1]), 0.0)
 
 
 def top_eigenvalue_lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *,

@@ -92,8 +92,9 @@ def _fill_rows(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.
         count = values.numel()
         if not rows:
             total = n * (count // int(chunk_labels.shape[0]))  # m = n · outputs per sample
-            rows = {name: torch.empty(total, primal.numel()) for name, primal in primals.items()}  # (m, p_t)
-        (grads,) = vmap(pullback)(torch.eye(count))  # {name: (c·k', *shape)}
+            rows = {name: torch.empty(total, primal.numel(), dtype=primal.dtype, device=primal.device)
+                    for name, primal in primals.items()}  # (m, p_t)
+        (grads,) = vmap(pullback)(torch.eye(count, dtype=values.dtype, device=values.device))  # {name: (c·k', *shape)}
         for name in primals:
             rows[name][row:row + count] = grads[name].reshape(count, -1)
         row += count

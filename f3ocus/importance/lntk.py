@@ -6,25 +6,31 @@ comes from B, which is correct). It runs on the current global model and never w
 `requires_grad`, `.grad` and train/eval mode are restored by `preserved_state`.
 
 Two kernels (`y` in `_jacobian.py`): "logit", the paper's NTK of the answer logits (n·k × n·k), and
-"grad", the n × n Gram of per-sample loss gradients. Two solvers: "exact" materialises J (all units in
-one backward per sample, within a memory budget) and calls `eigvalsh` on the smaller Gram; "matfree"
-runs Lanczos on x -> J(Jᵀx) (or Jᵀ(Jx)) from `torch.func` vjp/jvp per unit, never forming J, so its
-memory does not grow with k.
+"grad", the n × n Gram of per-sample loss gradients. Three solvers: "exact" materialises J (all units,
+a few samples per vmapped backward, within a memory budget) and calls `eigvalsh` on the smaller Gram;
+"matfree" runs Lanczos on x -> J(Jᵀx) (or Jᵀ(Jx)) from `torch.func` vjp/jvp per unit, never forming J,
+so its memory does not grow with k; "ghost" ("grad" only, `_ghost.py`) forms every unit's n × n Gram
+from ONE forward + ONE backward of the summed loss, with module hooks: per nn.Linear,
+<∇ℓ_i, ∇ℓ_j> = sum((a_i a_jᵀ) ⊙ (g_i g_jᵀ)) or the materialised per-sample gradients g_iᵀ a_i (the
+cheaper per layer), norms from their captured inputs, and an exact per-sample-backward fallback for
+any tensor the hooks cannot account for (listed in `last_fallback`; none on the tiny presets).
 
-Default (`lntk`): solver "exact", kernel "grad" — the fastest variant, at no loss of accuracy.
+Default (`lntk`): kernel "grad", solver "ghost" — the fastest variant at equal accuracy.
 Figures (docs/BENCHMARKS.md "## LNTK scorer": tiny presets, 16 samples, 13 answers, 2 shared CPU cores;
-epoch = 400 samples, batch 32, all units trainable): both exact solvers match the dense jacrev
-reference to ≤ 1.2e-7 relative (tests assert ≤ 1e-4), matrix-free to ≤ 6e-4 (tests assert ≤ 1e-2).
-Time for all units, as a share of one local epoch: exact-grad 18-49 %, exact-logit 170-480 %,
-matfree-grad 250-430 %, matfree-logit 380-9400 %. Exact wins over matrix-free because one vmapped
-backward pass yields the Jacobian rows of every unit at once, whereas Lanczos needs ~5-15 full-batch
-vjp + jvp pairs per unit, unit after unit. The grad kernel wins over the logit kernel because J has
-n rows instead of n·k (k = 13 here), so it costs ~k× less; it is the only one near the 25 % target
-(met by vilt only; see the benchmark for what would close the gap).
+epoch = 400 samples, batch 32, all units trainable): exact and ghost match the dense references to
+≤ 1e-6 relative (tests assert ≤ 1e-4: exact vs jacrev, ghost vs one backward per sample, every family
+in both unit modes), matrix-free to ≤ 6e-4 (tests assert ≤ 1e-2). Time for all units, as a share of
+one local epoch: ghost-grad 1-10 %, exact-grad 2-49 % (3-15× slower than ghost on the same run),
+exact-logit 170-480 %, matfree-grad 250-430 %, matfree-logit 380-9400 %. Ghost beats exact because
+it needs one batched forward and one backward (without weight gradients) for all samples and units,
+where exact runs n/4 forwards and vmapped backwards over 4 one-hot cotangents each; both beat
+matrix-free, which needs ~5-15 full-batch vjp + jvp pairs per unit, unit after unit. The grad kernel
+beats the logit kernel because J has n rows instead of n·k (k = 13 here), ~k× less work.
 Use "logit" to follow the paper's Θ^l literally, and "matfree" when n·k·p_l floats of the largest unit
 do not fit `max_jacobian_bytes` (k in the thousands): exact then raises MemoryError and says so.
 # DEVIATION: the paper's Θ^l is on the outputs f; the default kernel is the per-sample loss-gradient
 # Gram (METHOD.md §2 leaves it open), chosen for speed; `lntk_exact_logit` is the literal variant.
+# `lntk_exact_grad` (the default before the ghost solver) gives the same values, slower.
 # DEVIATION: f = the closed-set answer-head logits (the paper's VLMs generate text; its f is unspecified).
 """
 
@@ -36,13 +42,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from f3ocus.importance._eigen import top_eigenvalue_exact, top_eigenvalue_lanczos
+from f3ocus.importance._eigen import top_eigenvalue_exact, top_eigenvalue_gram, top_eigenvalue_lanczos
+from f3ocus.importance._ghost import unit_grams
 from f3ocus.importance._jacobian import KERNELS, Kernel, jacobian_rows, kernel_matvec, output_count
 from f3ocus.importance.base import normalise, preserved_state
 
-Solver = Literal["exact", "matfree"]
-SOLVERS: tuple[str, ...] = ("exact", "matfree")
-__all__ = ["KERNELS", "SOLVERS", "LntkScorer"]
+Solver = Literal["exact", "matfree", "ghost"]
+SOLVERS: tuple[str, ...] = ("exact", "matfree", "ghost")
+# The kernels each solver computes: "ghost" builds per-sample loss-gradient Grams, i.e. the "grad" kernel only.
+SOLVER_KERNELS: dict[str, tuple[str, ...]] = {"exact": KERNELS, "matfree": KERNELS, "ghost": ("grad",)}
+# Solver used when none is given: the fastest exact one for the kernel (see the module docstring).
+DEFAULT_SOLVER: dict[str, str] = {"grad": "ghost", "logit": "exact"}
+__all__ = ["KERNELS", "SOLVERS", "SOLVER_KERNELS", "DEFAULT_SOLVER", "LntkScorer"]
 
 FLOAT_BYTES = 4
 # Cotangents per vmapped backward in the exact solver: more samples per pass waste backward work on
@@ -58,33 +69,44 @@ class LntkScorer:
     Attributes:
         name: registry key / MLflow tag ("lntk" for the default, else "lntk_<solver>_<kernel>").
         kernel: "logit" (answer-logit NTK, n·k × n·k) or "grad" (per-sample loss-gradient Gram, n × n).
-        solver: "exact" (explicit J + `eigvalsh`) or "matfree" (Lanczos on vjp/jvp, J never formed).
+        solver: "exact" (explicit J + `eigvalsh`), "matfree" (Lanczos on vjp/jvp, J never formed) or
+            "ghost" ("grad" only: per-unit Gram from one forward + one backward with hooks, `_ghost.py`).
+        last_fallback: "ghost": parameter names of the last call whose per-sample gradients needed
+            per-sample backward passes (empty on the supported families; see `_ghost.py`).
     """
 
     name: str = "lntk"
 
-    def __init__(self, kernel: Kernel = "grad", solver: Solver = "exact", *,
+    def __init__(self, kernel: Kernel = "grad", solver: Solver | None = None, *,
                  max_jacobian_bytes: int = 2 * 1024**3, tol: float = 1e-3, max_iter: int = 40,
-                 seed: int = 0, name: str | None = None) -> None:
+                 seed: int = 0, verify: bool = False, name: str | None = None) -> None:
         """Configure the kernel, the solver and their budgets.
 
         Args:
             kernel: "logit" or "grad".
-            solver: "exact" or "matfree".
+            solver: "exact", "matfree" or "ghost" (grad only); default `DEFAULT_SOLVER[kernel]`, the
+                fastest exact one: "ghost" for "grad", "exact" for "logit".
             max_jacobian_bytes: exact solver: most bytes of J held at once; units are grouped into
                 backward passes that fit (one pass per group). A unit alone over it raises.
+                Ghost: most bytes of one layer's per-sample-gradient temporary (over it: ghost blocks).
             tol: matfree: relative change of the top Ritz value that stops Lanczos.
             max_iter: matfree: most Lanczos steps (mat-vecs) per unit.
             seed: matfree: seeds the Lanczos start vectors (unit l uses seed + l).
+            verify: ghost: check with one more (weighted) backward that every hooked module's rows carry
+                one sample's gradient each (modules that fail fall back); flattened layouts always are.
             name: registry name to report; default derived from kernel and solver.
 
         Raises:
-            ValueError: unknown kernel or solver, or non-positive budget / tolerance / iterations.
+            ValueError: unknown kernel or solver, a solver without that kernel, or non-positive
+                budget / tolerance / iterations.
         """
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        solver = DEFAULT_SOLVER[kernel] if solver is None else solver
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if kernel not in SOLVER_KERNELS[solver]:
+            raise ValueError(f"solver {solver!r} computes kernel(s) {SOLVER_KERNELS[solver]} only, got {kernel!r}")
         if max_jacobian_bytes <= 0 or tol <= 0 or max_iter <= 0:
             raise ValueError("max_jacobian_bytes, tol and max_iter must be positive")
         self.kernel: Kernel = kernel
@@ -93,7 +115,9 @@ class LntkScorer:
         self.tol = tol
         self.max_iter = max_iter
         self.seed = seed
+        self.verify = verify
         self.name = name or f"lntk_{solver}_{kernel}"
+        self.last_fallback: list[str] = []
 
     def score(self, model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> np.ndarray:
         """S^l = λ₁^l / Σ_k λ₁^k.
@@ -118,6 +142,35 @@ class LntkScorer:
         Returns:
             (len(units),) float64, ≥ 0; the generator of unit l is seeded from its index in `model.units`.
         """
+        return np.asarray([top_eigenvalue_gram(gram) for gram in self.grams(model, inputs, labels, units)]
+                          if self.solver == "ghost" else self._eigenvalues(model, inputs, labels, units),
+                          dtype=np.float64)
+
+    def grams(self, model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
+              units: Sequence[str] | None = None) -> list[torch.Tensor]:
+        """"ghost" only: the (n, n) float64 Gram Θ^l of per-sample loss gradients of each unit (same
+        arguments as `eigenvalues`); sets `last_fallback`.
+
+        Raises:
+            ValueError: the solver is not "ghost".
+        """
+        if self.solver != "ghost":
+            raise ValueError(f"grams() needs solver 'ghost', this scorer uses {self.solver!r}")
+        unit_names = model.unit_parameter_names()
+        units = list(model.units if units is None else units)
+        with preserved_state(model):
+            model.eval()  # no dropout: the kernel of the deterministic network
+            for param in model.parameters():
+                param.requires_grad_(False)  # unit_grams switches on exactly the unit tensors
+            result = unit_grams(model, inputs, labels, {unit: unit_names[unit] for unit in units},
+                                max_block_bytes=self.max_jacobian_bytes, samples_per_pass=_COTANGENTS_PER_PASS,
+                                verify=self.verify)
+        self.last_fallback = result.fallback
+        return [result.grams[unit] for unit in units]
+
+    def _eigenvalues(self, model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
+                     units: Sequence[str] | None) -> list[float]:
+        """λ₁ per unit with the "exact" or "matfree" solver."""
         unit_names = model.unit_parameter_names()
         units = list(model.units if units is None else units)
         names = [unit_names[unit] for unit in units]
@@ -127,12 +180,10 @@ class LntkScorer:
             for param in model.parameters():
                 param.requires_grad_(False)  # only the substituted unit tensors are differentiated
             if self.solver == "exact":
-                values = _exact_eigenvalues(model, inputs, labels, self.kernel, dict(zip(units, names)),
-                                            self.max_jacobian_bytes)
-            else:
-                values = [_matfree_eigenvalue(model, inputs, labels, self.kernel, unit, self._generator(index),
-                                              self.tol, self.max_iter) for index, unit in zip(seeds, names)]
-        return np.asarray(values, dtype=np.float64)
+                return _exact_eigenvalues(model, inputs, labels, self.kernel, dict(zip(units, names)),
+                                          self.max_jacobian_bytes)
+            return [_matfree_eigenvalue(model, inputs, labels, self.kernel, unit, self._generator(index),
+                                        self.tol, self.max_iter) for index, unit in zip(seeds, names)]
 
     def _generator(self, unit_index: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed + unit_index)

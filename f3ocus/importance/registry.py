@@ -1,8 +1,9 @@
 """Scorer registry: config `selection.scorer` -> a zero-argument factory of the scorer.
 
 LNTK variants (METHOD.md §2) are registered by name, since the config carries only the name:
-`lntk` (default: exact solver, per-sample loss-gradient kernel; see `lntk.py` for why), `lntk_exact_logit`, `lntk_matfree_logit`,
-`lntk_exact_grad`, `lntk_matfree_grad`.
+`lntk` (default: per-sample loss-gradient kernel, one-pass "ghost" solver; see `lntk.py` for why),
+`lntk_ghost_grad` (the same, by its explicit name), `lntk_exact_grad`, `lntk_matfree_grad`,
+`lntk_exact_logit`, `lntk_matfree_logit`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from functools import partial
 from typing import Callable
 
 from f3ocus.importance.grad_norm import GradNormScorer
-from f3ocus.importance.lntk import KERNELS, SOLVERS, LntkScorer
+from f3ocus.importance.lntk import DEFAULT_SOLVER, SOLVER_KERNELS, LntkScorer
 
 SCORERS: dict[str, Callable[[], object]] = {
     GradNormScorer.name: GradNormScorer,
-    "lntk": partial(LntkScorer, name="lntk"),
+    "lntk": partial(LntkScorer, kernel="grad", solver=DEFAULT_SOLVER["grad"], name="lntk"),
     **{f"lntk_{solver}_{kernel}": partial(LntkScorer, kernel=kernel, solver=solver)
-       for solver in SOLVERS for kernel in KERNELS},
+       for solver, kernels in SOLVER_KERNELS.items() for kernel in kernels},
 }
 
 

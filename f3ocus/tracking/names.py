@@ -16,7 +16,10 @@ DATA_SKIPPED_ROWS = "data/skipped_rows"  # rows dropped under data.on_bad_row: s
 
 
 def time_metric(phase: str) -> str:
-    """Wall seconds of one phase of a round (score, select, train, aggregate, evaluate), e.g. `time/train`."""
+    """Wall seconds of one phase of a round (score, select, train, aggregate, evaluate), e.g. `time/train`.
+
+    `train` includes folding each upload into the running average as it arrives; `aggregate` is the rest.
+    """
     return f"time/{phase}"
 
 

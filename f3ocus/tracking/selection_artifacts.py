@@ -25,6 +25,9 @@ from f3ocus.selection.f3ocus_selector import normalise_rows, revised_ranking
 from f3ocus.selection.objectives import histogram_variance, importance
 
 TIE_BREAK = "equal scores rank in unit order (lower unit index = better rank); stable sort of -score"
+# The heatmap figure draws at most this many clients (the first ones); the JSON keeps every client.
+# A 1,000-client federation would otherwise ask matplotlib for 1,000 subplots.
+MAX_HEATMAP_CLIENTS = 12
 
 
 # ------------------------------------------------------------------------------------------- numbers
@@ -167,18 +170,20 @@ def render_front(path: str | Path, front: np.ndarray, chosen: int | None, round_
     return _save(figure, path)
 
 
-def render_rank_heatmap(path: str | Path, history: dict[str, Any]) -> Path:
+def render_rank_heatmap(path: str | Path, history: dict[str, Any], max_clients: int = MAX_HEATMAP_CLIENTS) -> Path:
     """The paper's Fig. 5: per client, rounds × units coloured by the unit's rank (1 = most important).
 
-    Cells of units the client trained that round carry a dot. One shared colorbar.
+    Cells of units the client trained that round carry a dot. One shared colorbar. Only the first
+    `max_clients` clients are drawn (the title says so when there are more).
 
     Args:
-        path: output .png. history: a `rank_history` dict.
+        path: output .png. history: a `rank_history` dict. max_clients: most clients drawn.
 
     Returns:
         The written path.
     """
-    clients, units, rounds = history["clients"], history["units"], history["rounds"]
+    units, rounds = history["units"], history["rounds"]
+    clients = history["clients"][:max_clients]
     num_cols = min(len(clients), 3)
     num_rows = -(-len(clients) // num_cols)
     width = num_cols * max(3.0, 0.28 * len(units) + 1.0) + 1.0
@@ -199,7 +204,8 @@ def render_rank_heatmap(path: str | Path, history: dict[str, Any]) -> Path:
     for axes in grid.ravel()[len(clients):]:
         axes.set_visible(False)
     figure.colorbar(image, ax=grid.ravel().tolist(), label="unit rank (1 = most important)")
-    figure.suptitle("Unit ranks per client across rounds (dot = trained)", fontsize=10)
+    shown = "" if len(clients) == len(history["clients"]) else f", first {len(clients)} of {len(history['clients'])} clients"
+    figure.suptitle(f"Unit ranks per client across rounds (dot = trained{shown})", fontsize=10)
     return _save(figure, path)
 
 

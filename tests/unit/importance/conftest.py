@@ -105,3 +105,64 @@ def scratch_llava_adapter_init() -> tuple[nn.Module, dict[str, torch.Tensor], to
 def scratch_llava_adapter() -> tuple[nn.Module, dict[str, torch.Tensor], torch.Tensor]:
     """Tiny scratch LLaVA in adapter mode with LoRA B made non-zero, 2 samples, 3 answers."""
     return _scratch_vlm("adapter", lora_b_std=0.05)
+
+
+# ---------------------------------------------------------------- ghost-kernel fixtures and reference
+QUESTIONS = ("what color is it", "is it red", "is there a big blue shape in this image", "what shape")
+GHOST_ANSWERS = ("red", "no", "blue", "square")  # the last is outside ANSWERS + "blue": label -1
+
+
+def vlm_batch(family: str, unit_mode: str, n: int = 4,
+              lora_b_std: float = 0.05) -> tuple[nn.Module, dict[str, torch.Tensor], torch.Tensor]:
+    """Tiny scratch `family` model in `unit_mode` (LoRA B made non-zero in adapter mode, as after some
+    training, so that A has gradients too) and n encoded samples of different question lengths (so rows
+    are padded), answers over ("red", "yes", "no", "blue"), sample 3 labelled -1."""
+    from f3ocus.models.registry import build_vqa_model
+    from f3ocus.models.training import encode_examples
+
+    model = build_vqa_model(family, "scratch", answers=[*ANSWERS, "blue"], unit_mode=unit_mode)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
+    questions = [QUESTIONS[index % len(QUESTIONS)] for index in range(n)]
+    answers = [GHOST_ANSWERS[index % len(GHOST_ANSWERS)] for index in range(n)]
+    shard = encode_examples(model, images, questions, answers)
+    if unit_mode == "adapter" and lora_b_std > 0:
+        generator = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if ".lora_B." in name:
+                    param.copy_(lora_b_std * torch.randn(param.shape, generator=generator))
+    return model, shard.batch(torch.arange(n)), shard.labels
+
+
+def per_sample_reference_grams(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
+                               units: tuple[str, ...] | None = None) -> list[torch.Tensor]:
+    """Dense per-unit Gram of per-sample loss gradients: one full-batch forward, then one backward PER
+    SAMPLE (∂ℓ_i/∂θ, nothing assumed about how samples flow through the model) -> rows in float64 -> J Jᵀ.
+
+    Returns:
+        [(n, n) float64] in `units` order (default `model.units`). The model is left as found.
+    """
+    names = model.unit_parameter_names()
+    units = model.units if units is None else units
+    params = dict(model.named_parameters())
+    wanted = [name for unit in units for name in names[unit]]
+    flags = {name: param.requires_grad for name, param in params.items()}
+    try:
+        for name, param in params.items():
+            param.requires_grad_(name in wanted)
+        losses = F.cross_entropy(model(**inputs), labels, ignore_index=-1, reduction="none")  # (n,)
+        rows = []
+        for index in range(losses.shape[0]):
+            grads = torch.autograd.grad(losses[index], [params[name] for name in wanted],
+                                        retain_graph=True, allow_unused=True)
+            rows.append({name: (torch.zeros_like(params[name]) if value is None else value).reshape(-1).double()
+                         for name, value in zip(wanted, grads)})
+    finally:
+        for name, param in params.items():
+            param.requires_grad_(flags[name])
+    grams = []
+    for unit in units:
+        jacobian = torch.stack([torch.cat([row[name] for name in names[unit]]) for row in rows])  # (n, p)
+        grams.append(jacobian @ jacobian.T)
+    return grams

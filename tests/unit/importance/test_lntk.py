@@ -151,8 +151,9 @@ def test_exact_groups_units_under_a_small_budget(tiny_model):
 def test_registry_names_and_bad_arguments():
     assert {"grad_norm", "lntk", "lntk_exact_logit", "lntk_matfree_logit", "lntk_exact_grad",
             "lntk_matfree_grad"} <= set(SCORERS)
+    assert "lntk_ghost_grad" in SCORERS and "lntk_ghost_logit" not in SCORERS
     default = build_scorer("lntk")
-    assert (default.name, default.kernel, default.solver) == ("lntk", "grad", "exact")
+    assert (default.name, default.kernel, default.solver) == ("lntk", "grad", "ghost")
     assert build_scorer("lntk_matfree_grad").name == "lntk_matfree_grad"
     with pytest.raises(ValueError, match="kernel"):
         LntkScorer(kernel="hessian")

@@ -1,0 +1,95 @@
+"""The Tune trial: one federated experiment, its actors inside the trial's placement group, one report per round.
+
+`run_trial(config, context)` resolves the trial's experiment config (base + `set:` + its space values),
+runs it through `f3ocus.experiment.run_experiment` with the coordinator and client actors pinned to the
+bundles of the trial's own placement group (`ray.util.get_current_placement_group()`), and reports each
+round to Tune (`tune.report`), so a scheduler such as ASHA can stop it after any round. A stop surfaces
+as `SystemExit` inside `tune.report`; the engine then aborts the run (MLflow run KILLED, client actors and
+coordinator killed) and the trial ends. Its MLflow run is a child of the sweep's parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from f3ocus.sweeps import tracking
+from f3ocus.sweeps.placement import trial_layout
+from f3ocus.sweeps.spec import SweepSpec, describe, trial_config
+from f3ocus.tracking import names
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial needs from the sweep driver (plain data, shipped to the trial actor)."""
+
+    spec: SweepSpec
+    tracking_uri: str | None
+    output_dir: str
+    parent_run_id: str | None
+    cwd: str | None = None  # the driver's working dir: relative paths in configs mean the same in trials
+
+
+def run_trial(config: dict[str, Any], context: TrialContext) -> None:
+    """The Tune function trainable (bind `context` with `tune.with_parameters`)."""
+    import ray
+    from ray import tune
+
+    from f3ocus.experiment import run_experiment
+    from f3ocus.federated.ray_engine import ActorPlacement
+
+    if context.cwd and os.path.isdir(context.cwd):
+        os.chdir(context.cwd)  # Tune starts trials in their own result dir
+    trial_id = tune.get_context().get_trial_id()
+    values = {key: config[key] for key in context.spec.space_keys}
+    cfg = trial_config(context.spec, values, **_tracking(context, trial_id))
+    resources = context.spec.options.trial_resources
+    layout = trial_layout(cfg, resources.driver, resources.strategy)
+    group = ray.util.get_current_placement_group()
+    placement = None if group is None else ActorPlacement(group, layout.coordinator_bundle, layout.client_bundles)
+    tags = {tracking.SWEEP_TAG: context.spec.name, tracking.ROLE_TAG: "trial", tracking.TRIAL_TAG: trial_id,
+            tracking.VALUES_TAG: describe(values)}
+    if context.parent_run_id:
+        tags[tracking.PARENT_TAG] = context.parent_run_id
+    prefix = f"[{trial_id}] "
+    run_experiment(cfg, show=lambda line: print(prefix + line, flush=True), on_round=_report,
+                   placement=placement, run_tags=tags)
+
+
+def _tracking(context: TrialContext, trial_id: str) -> dict[str, Any]:
+    """The tracking keys a sweep sets on each trial: one experiment, one output dir, a unique run name."""
+    keys = {"experiment": context.spec.experiment, "run_name": f"{context.spec.name}-{trial_id}",
+            "output_dir": context.output_dir}
+    if context.tracking_uri:
+        keys["tracking_uri"] = context.tracking_uri
+    return keys
+
+
+def _report(record: dict[str, Any], run_info: dict[str, Any]) -> None:
+    """One Tune result per training round (round 0, the evaluation before training, is not reported)."""
+    from ray import tune
+
+    if record["round"] == 0:
+        return
+    tune.report(round_result(record, run_info))
+
+
+def round_result(record: dict[str, Any], run_info: dict[str, Any]) -> dict[str, Any]:
+    """A round's record as the flat result Tune gets: the metric names of MLflow, plus where the run lives."""
+    result = {
+        "round": record["round"],
+        names.EVAL_ACC: record["accuracy"],
+        names.EVAL_LOSS: record["loss"],
+        names.COMM_BYTES_UP: record["bytes_up"],
+        names.COMM_BYTES_DOWN: record["bytes_down"],
+        names.ROUND_SECONDS: record["seconds"],
+        names.FED_FAILED: len(record["failed_clients"]),
+        "mlflow_run_id": run_info.get("mlflow_run_id") or "",
+        "coordinator_node": run_info.get("coordinator_node", ""),
+        "client_nodes": json.dumps(run_info.get("client_nodes", [])),
+    }
+    if record["train_loss"] is not None:
+        result[names.TRAIN_LOSS] = record["train_loss"]
+    return result
