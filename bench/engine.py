@@ -1,6 +1,6 @@
 """Engine overhead: the same experiment on Ray with 1 actor, on Ray with 2 actors, and as a sequential loop.
 
-Run:   .venv/bin/python bench/engine.py [--rounds R] [--clients N] [--repeats K]   (~6 min with the defaults)
+Run:   .venv/bin/python bench/engine.py [--rounds R] [--clients N] [--repeats K]   (~10 min with the defaults)
        add `--before DIR` (DIR: a copy of f3ocus/ + configs/ before a change) to also run `ray1-before` and
        `ray2-before` from that copy, interleaved with the others
        `--transfer-probe`: only the cost of one actor call carrying the broadcast, per way of passing it
@@ -29,6 +29,11 @@ shards) are excluded. The per-phase split comes from each round record's `phase_
 time per phase) and `worker_seconds` (compute time the workers report in their replies, summed): for a
 phase, communication + waiting = wall - worker compute / actors (Ray: `ray.put` of the broadcast, argument
 and reply (de)serialisation, scheduling, and idle actors at the end of a phase).
+
+Load-robust estimates (last table): the share of a round outside worker compute, o = 1 - worker compute /
+actors / round, is measured under one load within one run; for equal compute ray1 / seq = (1 - o_seq) /
+(1 - o_ray1), and with a free second core (per-task compute as with one actor) seq / ray2 = 2 (1 - o_ray2) /
+(1 - o_seq).
 
 Ceiling: before every `ray2` run, the same fixed 1-thread torch workload (an MLP's forward + backward + SGD
 steps) runs once alone and then twice at once in two fresh processes (started together on a barrier);
@@ -196,6 +201,58 @@ def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def report(results: dict[str, list[dict]], names: list[str], args: argparse.Namespace) -> None:
+    """The tables of docs/BENCHMARKS.md from the per-run summaries."""
+    print(f"\n{args.clients} clients x {args.samples} rows, {args.rounds} rounds (2..{args.rounds} measured), "
+          f"seed {args.seed}, config {args.config}\n")
+    print("| variant | repeat | round s | " + " | ".join(PHASES) + " | worker compute | comm + wait | other "
+          "| load 1/5/15 before -> after | final acc | bytes up |")
+    print("|---|---|---|" + "---|" * len(PHASES) + "---|---|---|---|---|---|")
+    for name in names:
+        for s in results[name]:
+            compute, comm = sum(s["compute"].values()), sum(s["comm"].values())
+            share = lambda value: f"{value:.2f} ({100 * value / s['round_s']:.0f} %)"  # noqa: E731
+            print(f"| {name} | {s['repeat']} | {s['round_s']:.2f} | "
+                  + " | ".join(share(s["phase"][p]) for p in PHASES)
+                  + f" | {share(compute)} | {share(comm)} | {share(s['other'])} | {s['load_before']} -> "
+                  f"{s['load_after']} | {s['accuracy']:.3f} | {s['bytes_up_total']} |")
+    print("\nPer phase (mean over repeats), seconds: wall / worker compute per actor / wall - compute")
+    print("| variant | " + " | ".join(WORKER_PHASES) + " |\n|---|" + "---|" * len(WORKER_PHASES))
+    for name in names:
+        cells = []
+        for phase in WORKER_PHASES:
+            wall, compute = (statistics.mean(s[key][phase] for s in results[name]) for key in ("phase", "compute"))
+            cells.append(f"{wall:.2f} / {compute:.2f} / {wall - compute:.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if {"seq", "ray1", "ray2"} <= set(names):
+        print("\n| repeat | ray1 / seq (target <= 1.10) | seq / ray2 (target >= 1.6) | ceiling: 2 procs / 1 "
+              "(load before) |\n|---|---|---|---|")
+        for repeat in range(args.repeats):
+            seq, ray1, ray2 = (results[n][repeat]["round_s"] for n in ("seq", "ray1", "ray2"))
+            c = results["ray2"][repeat]["ceiling"]
+            print(f"| {repeat} | {ray1 / seq:.3f} | {seq / ray2:.3f} | {c['speedup']:.2f} ({c['alone']:.2f} s alone, "
+                  f"{c['together']:.2f} s two at once; load {c['load']}) |")
+        if args.before:
+            print("\n| repeat | ray1-before / seq | seq / ray2-before | ceiling before ray2-before |\n|---|---|---|---|")
+            for repeat in range(args.repeats):
+                seq, ray1, ray2 = (results[n][repeat]["round_s"] for n in ("seq", "ray1-before", "ray2-before"))
+                c = results["ray2-before"][repeat]["ceiling"]
+                print(f"| {repeat} | {ray1 / seq:.3f} | {seq / ray2:.3f} | {c['speedup']:.2f} |")
+    if "seq" in names:
+        share = {name: statistics.mean(1 - sum(s["compute"].values()) / s["round_s"] for s in results[name])
+                 for name in names}
+        print("\n| variant | outside worker compute, o (per repeat) | load-robust estimate |\n|---|---|---|")
+        for name in names:
+            per_repeat = ", ".join(f"{100 * (1 - sum(s['compute'].values()) / s['round_s']):.1f} %" for s in results[name])
+            if name.startswith("ray1"):
+                estimate = f"{name} / seq = {(1 - share['seq']) / (1 - share[name]):.3f}"
+            elif name.startswith("ray2"):
+                estimate = f"seq / {name} with a free core = {2 * (1 - share[name]) / (1 - share['seq']):.2f}"
+            else:
+                estimate = ""
+            print(f"| {name} | {per_repeat} | {estimate} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6, help="rounds per run (2..R are measured)")
@@ -245,42 +302,7 @@ def main() -> None:
                 print(f"# repeat {repeat} {name}: round {summary['round_s']:.2f} s, run {summary['wall']:.0f} s, "
                       f"load {before} -> {summary['load_after']}; coordinator start-up steps "
                       f"{summary['startup_order']}", flush=True)
-    print(f"\n{args.clients} clients x {args.samples} rows, {args.rounds} rounds (2..{args.rounds} measured), "
-          f"seed {args.seed}, config {args.config}\n")
-    print("| variant | repeat | round s | " + " | ".join(PHASES) + " | worker compute | comm + wait | other "
-          "| load 1/5/15 before -> after | final acc | bytes up |")
-    print("|---|---|---|" + "---|" * len(PHASES) + "---|---|---|---|---|---|")
-    for name in names:
-        for s in results[name]:
-            compute, comm = sum(s["compute"].values()), sum(s["comm"].values())
-            share = lambda value: f"{value:.2f} ({100 * value / s['round_s']:.0f} %)"  # noqa: E731
-            print(f"| {name} | {s['repeat']} | {s['round_s']:.2f} | "
-                  + " | ".join(share(s["phase"][p]) for p in PHASES)
-                  + f" | {share(compute)} | {share(comm)} | {share(s['other'])} | {s['load_before']} -> "
-                  f"{s['load_after']} | {s['accuracy']:.3f} | {s['bytes_up_total']} |")
-    print("\nPer phase (mean over repeats), seconds: wall / worker compute per actor / wall - compute")
-    print("| variant | " + " | ".join(WORKER_PHASES) + " |\n|---|" + "---|" * len(WORKER_PHASES))
-    for name in names:
-        cells = []
-        for phase in WORKER_PHASES:
-            wall, compute = (statistics.mean(s[key][phase] for s in results[name]) for key in ("phase", "compute"))
-            cells.append(f"{wall:.2f} / {compute:.2f} / {wall - compute:.2f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    if {"seq", "ray1", "ray2"} <= set(names):
-        print("\n| repeat | ray1 / seq (target <= 1.10) | seq / ray2 (target >= 1.6) | ceiling: 2 procs / 1 "
-              "(load before) |\n|---|---|---|---|")
-        for repeat in range(args.repeats):
-            seq, ray1, ray2 = (results[n][repeat]["round_s"] for n in ("seq", "ray1", "ray2"))
-            c = results["ray2"][repeat]["ceiling"]
-            print(f"| {repeat} | {ray1 / seq:.3f} | {seq / ray2:.3f} | {c['speedup']:.2f} ({c['alone']:.2f} s alone, "
-                  f"{c['together']:.2f} s two at once; load {c['load']}) |")
-        if args.before:
-            print("\n| repeat | ray1-before / seq | seq / ray2-before | ceiling before ray2-before |\n|---|---|---|---|")
-            for repeat in range(args.repeats):
-                seq, ray1, ray2 = (results[n][repeat]["round_s"] for n in ("seq", "ray1-before", "ray2-before"))
-                c = results["ray2-before"][repeat]["ceiling"]
-                print(f"| {repeat} | {ray1 / seq:.3f} | {seq / ray2:.3f} | {c['speedup']:.2f} |")
-
+    report(results, names, args)
 
 if __name__ == "__main__":
     main()

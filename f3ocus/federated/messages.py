@@ -46,7 +46,8 @@ class SharedState:
     """The broadcast as `RayPool` hands it to its actors: the version and the object-store reference of a
     `GlobalState`, boxed in a list so that Ray passes the reference on unresolved. A worker fetches the
     tensors once per version (`ClientWorker`), where a plain `GlobalState` argument would be deserialised
-    again for every task (~30 ms for the quickstart's 6 MB on 2 busy cores, 12 tasks a round)."""
+    again for every task (14-62 ms for the quickstart's 5.7 MB on 2 busy cores, 12 tasks a round;
+    docs/BENCHMARKS.md, "Engine overhead"). `version` must identify the tensors, as for `GlobalState`."""
 
     version: int
     box: list  # [ray.ObjectRef]

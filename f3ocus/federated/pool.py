@@ -155,7 +155,7 @@ class RayPool:
             self._shared = None
             self._shared = SharedState(state.version, [ray.put(state)])
         shared = self._shared
-        pending = [(index, task, 0) for index, task in enumerate(tasks)][::-1]  # pop() keeps task order
+        pending = [(index, task, 0) for index, task in enumerate(tasks)][::-1]  # reversed: the last entry is next
         running: dict = {}
         replies: list = [None] * len(tasks)
 

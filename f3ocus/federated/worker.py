@@ -1,8 +1,10 @@
 """The client worker: one resident VLM that serves any number of virtual clients in turn.
 
 A `ClientWorker` builds its model and opens the federated data store once, in `__init__`; per call it
-loads the broadcast tensors (once per state version), fetches the client's shard (encoded tensors kept
-in a small LRU cache) and scores, trains or evaluates. It keeps no per-client state between rounds:
+loads the broadcast tensors (once per state version; on Ray a `SharedState` is fetched from the object
+store once per version and kept), fetches the client's shard (encoded tensors kept in a small LRU
+cache) and scores, trains or evaluates. Replies carry `seconds`: the worker's compute, timed once the
+broadcast is in hand. It keeps no per-client state between rounds:
 that lives with the coordinator, which is what lets a few actors serve many clients. The same class
 runs in-process (`LocalPool`) and as a Ray actor (`RayPool`).
 """
