@@ -27,12 +27,15 @@ weight gradients. Per parameter tensor:
   - every tensor that cannot be handled exactly — its module called in another way, the tensor also
     read outside its module's forward (tied weights: found by counting its edges in the autograd graph),
     the module's input or output modified in place later, foreign hooks on the module, a failed layout
-    check, a tensor with no edge in the autograd graph at all —
-    falls back to explicit per-sample Jacobian rows (`_jacobian.jacobian_rows`, as the "exact" solver),
-    for that tensor only, and is listed in `GhostGrams.fallback`. Nothing is dropped.
+    check, a tensor with no edge in the autograd graph at all — falls back to explicit per-sample
+    Jacobian rows (`_jacobian.jacobian_rows`, as the "exact" solver), for that tensor only, and is
+    listed in `GhostGrams.fallback`. Nothing is dropped.
 
 Padding needs nothing: a padded token's output gradient is zero (the pooled feature never reads it), so
-its terms vanish; a sample with label -1 has loss 0, hence a zero row and column.
+its terms vanish (token rows without a gradient in any sample are skipped); a sample with label -1 has
+loss 0, hence a zero row and column. The one assumption, shared with the "exact" solver's chunked
+passes, is that samples do not interact in the eval-mode forward; flattened layouts always, and every
+module with `verify=True`, are checked for it.
 """
 
 from __future__ import annotations

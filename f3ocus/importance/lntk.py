@@ -18,14 +18,15 @@ any tensor the hooks cannot account for (listed in `last_fallback`; none on the 
 Default (`lntk`): kernel "grad", solver "ghost" — the fastest variant at equal accuracy.
 Figures (docs/BENCHMARKS.md "## LNTK scorer": tiny presets, 16 samples, 13 answers, 2 shared CPU cores;
 epoch = 400 samples, batch 32, all units trainable): exact and ghost match the dense references to
-≤ 1e-6 relative (tests assert ≤ 1e-4: exact vs jacrev, ghost vs one backward per sample, every family
-in both unit modes), matrix-free to ≤ 6e-4 (tests assert ≤ 1e-2). Time for all units, as a share of
-one local epoch: ghost-grad 1-10 %, exact-grad 2-49 % (3-15× slower than ghost on the same run),
-exact-logit 170-480 %, matfree-grad 250-430 %, matfree-logit 380-9400 %. Ghost beats exact because
-it needs one batched forward and one backward (without weight gradients) for all samples and units,
-where exact runs n/4 forwards and vmapped backwards over 4 one-hot cotangents each; both beat
-matrix-free, which needs ~5-15 full-batch vjp + jvp pairs per unit, unit after unit. The grad kernel
-beats the logit kernel because J has n rows instead of n·k (k = 13 here), ~k× less work.
+≤ 1e-6 relative (tests assert ≤ 1e-4: exact vs jacrev on the tiny LLaVA, ghost vs one backward per
+sample on every family in both unit modes), matrix-free to ≤ 6e-4 (tests assert ≤ 1e-2). Time for all
+units, as a share of one local epoch: ghost-grad 6-8 % on a quiet host (≤ 19 % in every run so far),
+exact-grad 18-49 % (2.3-4.4× slower than ghost in the same run), exact-logit 170-480 %, matfree-grad
+250-10800 %, matfree-logit 380-9400 %. Ghost beats exact because it needs one batched forward and one
+backward (without weight gradients) for all samples and units, where exact runs n/4 forwards and
+vmapped backwards over 4 one-hot cotangents each; both beat matrix-free, which needs ~5-15 full-batch
+vjp + jvp pairs per unit, unit after unit. The grad kernel beats the logit kernel because J has n rows
+instead of n·k (k = 13 here), ~k× less work.
 Use "logit" to follow the paper's Θ^l literally, and "matfree" when n·k·p_l floats of the largest unit
 do not fit `max_jacobian_bytes` (k in the thousands): exact then raises MemoryError and says so.
 # DEVIATION: the paper's Θ^l is on the outputs f; the default kernel is the per-sample loss-gradient
