@@ -12,26 +12,9 @@ Smoke: `python ray_jobs/sweep.py --smoke-test` runs configs/sweeps/smoke_2x2x2.y
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the working dir shipped by `ray job submit` holds the f3ocus package
-
-for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}.items():
-    os.environ.setdefault(key, value)
-
-from f3ocus.cli import main  # noqa: E402
-
-
-def _argv(args: list[str]) -> list[str]:
-    if "--smoke-test" in args:
-        args = [a for a in args if a != "--smoke-test"]
-        if not args or args[0].startswith("-"):
-            args = [str(REPO / "configs/sweeps/smoke_2x2x2.yaml"), *args]
-    return ["sweep", *args]
-
+from _job import run_job  # ray_jobs/_job.py: sys.path, offline defaults, --smoke-test
 
 if __name__ == "__main__":
-    sys.exit(main(_argv(sys.argv[1:])))
+    sys.exit(run_job("sweep", "configs/sweeps/smoke_2x2x2.yaml"))

@@ -31,7 +31,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     try:
         raw = _read_with_defaults(Path(path), seen=())
         for override in overrides:
-            key, value = _parse_override(override)
+            key, value = parse_override(override)
             _set_dotted(raw, key, value)
         return bind(ExperimentConfig, raw, "")
     except RecursionError:  # a YAML alias that contains itself, merged or bound
@@ -112,7 +112,8 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` with a YAML value (`federation.budgets=[1,2]`); a value YAML cannot read stays a string."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("--set", f"expected key=value, got {text!r}")

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import yaml
 
-from f3ocus.config.load import bind, load_config
+from f3ocus.config.load import bind, load_config, parse_override
 from f3ocus.config.schema import ConfigError, ExperimentConfig, ResourcesConfig
 from f3ocus.tracking import names
 
@@ -250,17 +250,6 @@ def validate_trials(spec: SweepSpec) -> list[tuple[dict[str, Any], ExperimentCon
 def describe(overrides: Mapping[str, Any]) -> str:
     """`model.family=vilt, seed=1` (a trial's space values, for names and messages)."""
     return ", ".join(f"{key}={_compact(value)}" for key, value in overrides.items()) or "(no search space)"
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` with a YAML value (`grid.seed=[0,1]`)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError("--set", f"expected key=value, got {text!r}")
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError:
-        return key.strip(), value
 
 
 def override_text(key: str, value: Any) -> str:
