@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from f3ocus.config.schema import SelectionConfig
 from f3ocus.selection import SELECTORS, build_selector, check_mask, top_k_mask
+from f3ocus.utils.seeding import SELECT, numpy_rng
 
 BUDGETS = np.array([1, 2, 3])
 
@@ -26,13 +28,47 @@ def test_top_k_without_scores_is_an_error():
         build_selector("top_k").select(None, BUDGETS, 4, np.random.default_rng(0)).masks
 
 
-def test_random_is_seeded_and_respects_budgets():
+def _rounds(selector, rounds: int = 5, num_units: int = 6) -> list[np.ndarray]:
+    """Masks of `rounds` rounds, each with the coordinator's per-round generator (seed 0, round r, SELECT)."""
+    return [selector.select(None, BUDGETS, num_units, numpy_rng(0, round_idx, SELECT)).masks
+            for round_idx in range(1, rounds + 1)]
+
+
+def test_fed_dropout_draws_exact_budgets_afresh_every_round():
+    masks = _rounds(build_selector("fed_dropout"))
+
+    for mask in masks:
+        check_mask(mask, BUDGETS, 6)
+    assert len({mask.tobytes() for mask in masks}) > 1  # new units each round
+    again = build_selector("fed_dropout").select(None, BUDGETS, 6, numpy_rng(0, 1, SELECT)).masks
+    assert np.array_equal(again, masks[0])  # a function of the round's generator only
+
+
+def test_random_keeps_one_subset_for_the_whole_run():
     selector = build_selector("random")
-    a = selector.select(None, BUDGETS, 6, np.random.default_rng(7)).masks
-    b = selector.select(None, BUDGETS, 6, np.random.default_rng(7)).masks
-    c = selector.select(None, BUDGETS, 6, np.random.default_rng(8)).masks
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    check_mask(a, BUDGETS, 6)
+
+    masks = _rounds(selector)
+
+    check_mask(masks[0], BUDGETS, 6)
+    assert all(np.array_equal(mask, masks[0]) for mask in masks)
+    fresh_round_1 = build_selector("random").select(None, BUDGETS, 6, numpy_rng(0, 1, SELECT)).masks
+    assert np.array_equal(fresh_round_1, masks[0])  # drawn from the first call's generator
+    masks[0][:] = False  # a caller mutating its result does not change the kept subset
+    assert np.array_equal(selector.select(None, BUDGETS, 6, np.random.default_rng(9)).masks, fresh_round_1)
+
+
+def test_seeded_random_subset_survives_a_new_instance_as_after_resume():
+    run = _rounds(build_selector("random", seed=11))
+    resumed = build_selector(SelectionConfig(method="random"), seed=11)  # built anew, first call in round 4
+
+    after_resume = resumed.select(None, BUDGETS, 6, numpy_rng(11, 4, SELECT)).masks
+
+    assert all(np.array_equal(mask, run[0]) for mask in run)
+    assert np.array_equal(after_resume, run[0])
+    others = {build_selector("random", seed=seed).select(None, BUDGETS, 6, np.random.default_rng(0)).masks.tobytes()
+              for seed in range(5)}
+    assert len(others) > 1  # the subset depends on the run's seed
+    assert build_selector("first_k", seed=11).select(None, BUDGETS, 6, np.random.default_rng(0)).masks.sum() == 6
 
 
 def test_full_selects_everything():
