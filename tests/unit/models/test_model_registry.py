@@ -45,6 +45,6 @@ def test_from_pretrained_directory_gives_identical_pooled_features(family: str, 
 
 def test_bad_arguments_raise_clearly() -> None:
     with pytest.raises(ValueError, match="unit_mode"):
-        build_vqa_model("vilt", "scratch", answers=ANSWERS, unit_mode="prompt")  # type: ignore[arg-type]
+        build_vqa_model("vilt", "scratch", answers=ANSWERS, unit_mode="prefix")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unique"):
         build_vqa_model("vilt", "scratch", answers=["yes", "yes"])
