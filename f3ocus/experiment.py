@@ -90,7 +90,6 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
 
     `num_units` is the model's unit count as `validate` found it (budgets are checked against it).
     """
-    from f3ocus.data.answers import closed_set_accuracy
     from f3ocus.federated.coordinator import Federation
     from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
 
@@ -105,9 +104,12 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
     clients = tuple(store.clients)
     budgets = check_budgets(cfg, num_units=num_units, num_clients=len(clients))
     check_min_clients(cfg, num_clients=len(clients))
-    majority = {c: closed_set_accuracy([store.majority_answer(c)] * store.num_examples(c, "test"),
-                                       store.shard(c, "test")["answer"]) for c in clients}
-    federation = Federation(clients, {c: store.num_examples(c, "train") for c in clients}, budgets, majority)
+    # Majority baseline: accuracy (and, for multi-label clients, micro-F1) of always giving the majority answer.
+    majority = {c: store.majority_scores(c) for c in clients}
+    federation = Federation(clients, {c: store.num_examples(c, "train") for c in clients}, budgets,
+                            {c: scores["accuracy"] for c, scores in majority.items()},
+                            client_kinds={c: store.task_kind(c) for c in clients},
+                            majority_f1={c: scores["f1"] for c, scores in majority.items() if "f1" in scores})
     tracking_uri = (resolve_tracking_uri(cfg.tracking.tracking_uri, output_dir) if cfg.tracking.mlflow else None)
     bad_rows = store.bad_rows
     if bad_rows.get("total"):
@@ -212,8 +214,10 @@ def _ensure_model(cfg: ExperimentConfig, show: Callable[[str], None]) -> str | N
 def _quiet_libraries() -> None:
     """Our progress lines are the run's output; library progress bars are noise."""
     import datasets
+    import transformers
 
     datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars, one per model build
 
 
 def _data_key(cfg: ExperimentConfig) -> str:

@@ -5,8 +5,9 @@ histories `eval/acc` and `comm/bytes_up`, and the artifacts `selection/round_NNN
 chosen point; only for runs that logged `select/front_size`) and `selection/unit_ranks.json`.
 
 Conventions:
-- Final accuracy: the run's `eval/acc` at its largest step (the last round). A step logged twice (a
-  resumed round) keeps its latest value.
+- Final accuracy: the run's `eval/score` (mean over clients of accuracy for VQA clients, micro-F1 for
+  multi-label ones; equal to `eval/acc` in a VQA-only run), or `eval/acc` for runs that predate it, at its
+  largest step (the last round). A step logged twice (a resumed round) keeps its latest value.
 - Methods × tasks table: FINISHED runs that have `eval/acc`, grouped by method × model family (rows) and
   `data.task` (columns); the method is `selection.method`, with `/selection.solver` appended for the
   multi-objective `f3ocus` selector (`f3ocus/nsga2`). Cells give mean ± sample standard deviation
@@ -33,6 +34,7 @@ from urllib.parse import unquote, urlparse
 from f3ocus.config.schema import ConfigError
 
 EVAL_ACC = "eval/acc"  # literal copies of f3ocus.tracking.names: this module reads MLflow, it imports no training code
+EVAL_SCORE = "eval/score"  # preferred over eval/acc when a run logged it (F1 for multi-label clients)
 COMM_BYTES_UP = "comm/bytes_up"
 FRONT_SIZE = "select/front_size"
 PARENT_TAG = "mlflow.parentRunId"
@@ -114,7 +116,8 @@ def _all_runs(client, experiment_id: str) -> list:
 
 def _run_record(client, run, is_parent: bool, tmp: Path, max_heatmap_clients: int) -> dict[str, Any]:
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
-    acc = _history(client, run.info.run_id, EVAL_ACC) if EVAL_ACC in metrics else []
+    headline = EVAL_SCORE if EVAL_SCORE in metrics else EVAL_ACC
+    acc = _history(client, run.info.run_id, headline) if headline in metrics else []
     listing = _listing(client, run.info.run_id)
     record = {
         "id": run.info.run_id,

@@ -10,12 +10,23 @@ partitioners, the federated store and the bad-row policy need no second path:
 - `label` = index in `CXR_FINDINGS` of the first present finding (what Dirichlet label-shift partitions by).
 
 The model reads these rows through a separate multi-label head (15 logits, binary cross-entropy) and is
-scored by F1 (see `f3ocus.models.training`).
+scored by F1 (see `f3ocus.models.training`). This module also owns the pure metric math shared by the model
+evaluation and the majority baseline: `multi_hot` (answers -> (n, C) targets) and `f1_scores`:
+- a class is predicted present when its sigmoid probability is >= 0.5;
+- micro-F1 = 2·TP / (2·TP + FP + FN) over all (row, class) cells;
+- macro-F1 = mean of the per-class F1 2·TP_c / (2·TP_c + FP_c + FN_c) over the classes that occur in the
+  rows' targets or predictions (TP_c + FP_c + FN_c > 0); a class absent from both is left out (its F1 is
+  0/0), a class only predicted counts as 0;
+- zero-division rule: a zero denominator (no row, or no positive cell in targets nor predictions) gives 0.0,
+  as `closed_set_accuracy` does for no rows (with "no finding" a class, every real row has a positive);
+- subset accuracy = fraction of rows whose predicted set equals the target set exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 MULTILABEL = "multilabel"
 MULTILABEL_QUESTION = "which findings are present in this image?"
@@ -48,3 +59,53 @@ def encode_findings(findings: Iterable[str], classes: Sequence[str] = CXR_FINDIN
 def decode_findings(answer: str) -> list[str]:
     """The findings of an `answer` string (inverse of `encode_findings`)."""
     return [part.strip() for part in answer.split(SEPARATOR) if part.strip()]
+
+
+def is_multilabel(question_type: str) -> bool:
+    """Whether a row with this `question_type` is a multi-label classification row."""
+    return question_type == MULTILABEL
+
+
+def multi_hot(answers: Sequence[str], classes: Sequence[str] = CXR_FINDINGS) -> np.ndarray:
+    """(n, C) bool targets of n `answer` strings: column j is True when `classes[j]` is among the row's findings.
+
+    Raises:
+        ValueError: a finding outside `classes` (the message names the row).
+    """
+    column = {name: position for position, name in enumerate(classes)}
+    targets = np.zeros((len(answers), len(classes)), dtype=bool)
+    for row, answer in enumerate(answers):
+        for finding in decode_findings(answer.strip().lower()):
+            if finding not in column:
+                raise ValueError(f"row {row}: unknown finding {finding!r} in answer {answer!r}; known: {list(classes)}")
+            targets[row, column[finding]] = True
+    return targets
+
+
+def f1_scores(predicted: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """(micro-F1, macro-F1) of (n, C) bool predictions against (n, C) bool targets (rules: module docstring).
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    predicted, targets = np.asarray(predicted, dtype=bool), np.asarray(targets, dtype=bool)
+    if predicted.shape != targets.shape:
+        raise ValueError(f"predictions {predicted.shape} and targets {targets.shape} differ in shape")
+    true_pos = (predicted & targets).sum(axis=0)  # (C,)
+    false_pos = (predicted & ~targets).sum(axis=0)  # (C,)
+    false_neg = (~predicted & targets).sum(axis=0)  # (C,)
+    denominator = 2 * true_pos + false_pos + false_neg  # (C,)
+    micro = _ratio(2 * int(true_pos.sum()), int(denominator.sum()))
+    occurring = denominator > 0
+    macro = float(np.mean(2 * true_pos[occurring] / denominator[occurring])) if occurring.any() else 0.0
+    return micro, macro
+
+
+def subset_accuracy(predicted: np.ndarray, targets: np.ndarray) -> float:
+    """Fraction of rows whose predicted set equals the target set (0.0 for no rows)."""
+    predicted, targets = np.asarray(predicted, dtype=bool), np.asarray(targets, dtype=bool)
+    return _ratio(int((predicted == targets).all(axis=1).sum()), int(targets.shape[0]))
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 0.0

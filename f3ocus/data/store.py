@@ -1,12 +1,21 @@
 """The on-disk federated dataset: one `save_to_disk` table plus a `meta.json` index of client shards.
 
 `FederatedStore` is what workers open: it knows the sorted client names, the closed answer
-vocabulary, each client's train/test row indices (so a shard is a `select`, never a scan), each
-client's train size (the FedAvg weight, METHOD.md §4) and majority train answer (a baseline), and a
-fingerprint used by `f3ocus.data.prepare` to decide whether a cached store is still valid, and what
-data preparation dropped (`bad_rows`: rows skipped under `data.on_bad_row: skip`, per reason) or could
-not fix (`unseen_test_answers`: test rows whose answer is no train answer, always scored wrong). Layout:
+vocabulary (VQA rows only), the multi-label classes (`findings`) and each client's task kind, each
+client's train/test row indices (so a shard is a `select`, never a scan), each client's train size (the
+FedAvg weight, METHOD.md §4) and majority train answer (a baseline), and a fingerprint used by
+`f3ocus.data.prepare` to decide whether a cached store is still valid, and what data preparation dropped
+(`bad_rows`: rows skipped under `data.on_bad_row: skip`, per reason) or could not fix
+(`unseen_test_answers`: VQA test rows whose answer is no train answer, always scored wrong). Layout:
 `out_dir/dataset/` (datasets' save_to_disk) and `out_dir/meta.json`, written last.
+
+Multi-label rows (`question_type == "multilabel"`, `f3ocus.data.multilabel`) and VQA rows may share a
+store (task heterogeneity, METHOD.md §5 T6), but not a client: a client holds one task kind ("vqa" or
+"multilabel"), since its shard is encoded, trained and scored through one head. Multi-label answers are
+not answers of the closed VQA answer set. `findings` is the fixed list of all 15 `CXR_FINDINGS` when
+the store holds any multi-label row (empty otherwise): the multi-label head's size then does not depend
+on which classes a partition happens to leave in the train rows (the paper's "15 classes").
+The majority baseline of a multi-label client predicts its most frequent train label set.
 """
 
 from __future__ import annotations
@@ -20,10 +29,13 @@ from typing import Any, Mapping
 import datasets
 from datasets import Dataset
 
-from f3ocus.data.answers import answer_vocabulary, majority_answer, normalize_answer
+from f3ocus.data.answers import closed_set_accuracy, majority_answer, normalize_answer
+from f3ocus.data.multilabel import CXR_FINDINGS, MULTILABEL, f1_scores, is_multilabel, multi_hot, subset_accuracy
 from f3ocus.data.schema import DataError, column_values
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: "findings" and per-client "kinds" (multi-label clients)
+VQA = "vqa"
+TASK_KINDS: tuple[str, ...] = (VQA, MULTILABEL)
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
@@ -47,7 +59,8 @@ class FederatedStore:
             bad_rows: what preparation skipped (`BadRows.to_dict()`); kept in meta.json.
 
         Raises:
-            DataError: a client with no train rows, an empty client name, or an unknown split value.
+            DataError: a client with no train rows, an empty client name, an unknown split value, a client
+                holding both VQA and multi-label rows, or a multi-label answer with an unknown finding.
         """
         root = Path(out_dir)
         meta = _index(ds)
@@ -77,7 +90,8 @@ class FederatedStore:
         if meta.get("format_version") != FORMAT_VERSION:
             raise DataError(f"{root / 'meta.json'}: format_version {meta.get('format_version')!r}, "
                             f"expected {FORMAT_VERSION}")
-        missing = [key for key in ("num_rows", "clients", "answers", "shards", "majority_answer") if key not in meta]
+        missing = [key for key in ("num_rows", "clients", "answers", "shards", "majority_answer", "findings", "kinds")
+                   if key not in meta]
         if missing:
             raise DataError(f"{root / 'meta.json'}: missing key(s) {missing}")
         try:
@@ -100,8 +114,18 @@ class FederatedStore:
 
     @property
     def answers(self) -> list[str]:
-        """Sorted normalised train answers (the closed answer set)."""
+        """Sorted normalised train answers of the VQA rows (the closed answer set; empty without VQA rows)."""
         return list(self._meta["answers"])
+
+    @property
+    def findings(self) -> list[str]:
+        """Classes of the multi-label head: all of `CXR_FINDINGS` (in that order) if any row is multi-label, else []."""
+        return list(self._meta["findings"])
+
+    def task_kind(self, client: str) -> str:
+        """"vqa" or "multilabel": what every row of `client` is."""
+        self._shard_meta(client, "train")
+        return str(self._meta["kinds"][client])
 
     @property
     def fingerprint(self) -> str:
@@ -141,6 +165,21 @@ class FederatedStore:
         self._shard_meta(client, "train")
         return str(self._meta["majority_answer"][client])
 
+    def majority_scores(self, client: str) -> dict[str, float]:
+        """The trivial baseline on the client's test rows: always answer `majority_answer(client)`.
+
+        Returns:
+            {"accuracy": exact-match accuracy (for a multi-label client: subset accuracy of predicting its
+            most frequent train label set)}, plus {"f1": micro-F1} for a multi-label client.
+        """
+        majority = self.majority_answer(client)
+        test = column_values(self.shard(client, "test"), "answer")
+        if self.task_kind(client) != MULTILABEL:
+            return {"accuracy": closed_set_accuracy([majority] * len(test), test)}
+        targets = multi_hot(test, self.findings)  # (n, C)
+        predicted = multi_hot([majority] * len(test), self.findings)  # (n, C)
+        return {"accuracy": subset_accuracy(predicted, targets), "f1": f1_scores(predicted, targets)[0]}
+
     def _shard_meta(self, client: str, split: str) -> dict[str, Any]:
         if client not in self._meta["shards"]:
             raise KeyError(f"unknown client {client!r}; clients are {self.clients}")
@@ -178,11 +217,38 @@ def _index(ds: Dataset) -> dict[str, Any]:
               for client, by_split in rows.items()}
     majority = {client: majority_answer(answers[row] for row in by_split["train"])
                 for client, by_split in rows.items()}
-    vocabulary = answer_vocabulary(ds)
+    multilabel = [is_multilabel(kind) for kind in column_values(ds, "question_type")]
+    kinds = _client_kinds(rows, multilabel)
+    vocabulary = sorted({normalize_answer(answer) for answer, split, multi in zip(answers, splits, multilabel)
+                         if split == "train" and not multi})
     known = set(vocabulary)
-    unseen = sum(normalize_answer(answer) not in known for answer, split in zip(answers, splits) if split == "test")
+    unseen = sum(normalize_answer(answer) not in known
+                 for answer, split, multi in zip(answers, splits, multilabel) if split == "test" and not multi)
+    findings = list(CXR_FINDINGS) if any(multilabel) else []
+    for row, (answer, multi) in enumerate(zip(answers, multilabel)):
+        if multi:
+            try:
+                multi_hot([answer], findings)
+            except ValueError as error:
+                raise DataError(f"row {row} (client {clients[row]!r}): multi-label answer {answer!r}: "
+                                f"{str(error).partition(': ')[2]}") from None
     return {"format_version": FORMAT_VERSION, "num_rows": len(ds), "clients": sorted(rows),
-            "answers": vocabulary, "shards": shards, "majority_answer": majority, "unseen_test_answers": unseen}
+            "answers": vocabulary, "findings": findings, "kinds": kinds, "shards": shards,
+            "majority_answer": majority, "unseen_test_answers": unseen}
+
+
+def _client_kinds(rows: dict[str, dict[str, list[int]]], multilabel: list[bool]) -> dict[str, str]:
+    """Client -> "vqa" | "multilabel"; a client holding both kinds of row is a `DataError`."""
+    kinds = {}
+    for client, by_split in sorted(rows.items()):
+        flags = [multilabel[row] for indices in by_split.values() for row in indices]
+        n_multi = sum(flags)
+        if 0 < n_multi < len(flags):
+            raise DataError(f"client {client!r} holds {n_multi} multi-label row(s) and {len(flags) - n_multi} VQA "
+                            f"row(s); a client holds one task kind (its shard goes through one head): give the "
+                            f"multi-label rows their own client")
+        kinds[client] = MULTILABEL if n_multi else VQA
+    return kinds
 
 
 def _content_hash(ds: Dataset) -> str:

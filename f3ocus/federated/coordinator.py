@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from f3ocus.config.schema import ExperimentConfig
+from f3ocus.federated import evaluation
 from f3ocus.federated.aggregate import RunningFedAvg
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError)
@@ -115,12 +116,19 @@ class UpdateSummary:
 
 @dataclass(frozen=True)
 class Federation:
-    """The public facts of the federation: client names (sorted), train sizes, budgets, baseline."""
+    """The public facts of the federation: client names (sorted), train sizes, budgets, baseline.
+
+    `majority_baseline`: client -> accuracy of always giving its majority train answer (subset accuracy
+    for a multi-label client); `majority_f1`: multi-label client -> micro-F1 of that baseline;
+    `client_kinds`: client -> "vqa" | "multilabel" (missing: "vqa"; see `f3ocus.federated.evaluation`).
+    """
 
     clients: tuple[str, ...]
     num_examples: dict[str, int]
     budgets: tuple[int, ...]
     majority_baseline: dict[str, float]
+    client_kinds: dict[str, str] = field(default_factory=dict)
+    majority_f1: dict[str, float] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -148,7 +156,7 @@ class Coordinator:
         self.startup_seconds = {"pool": pool_made - started, "model_info": info_ready - pool_made,
                                 "logger": time.perf_counter() - info_ready,
                                 "worker_init": dict(self.info.worker_init_seconds)}
-        self.selector = build_selector(config.selection)
+        self.selector = build_selector(config.selection, seed=config.seed)  # a seeded `random` survives --resume
         self.state = resume or FederationState(0, dict(self.info.initial_tensors))
         self.state.mlflow_run_id = self.logger.run_id
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.
@@ -239,10 +247,10 @@ class Coordinator:
         last = self.state.history[-1]
         summary = {
             "rounds": self.state.round_idx,
-            "final": {"accuracy": last["accuracy"], "loss": last["loss"], "per_client": last["per_client"]},
+            "final": evaluation.final_summary(last, self.fed.client_kinds),
             "history": self.state.history,
-            "majority_baseline": {"accuracy": float(np.mean(list(self.fed.majority_baseline.values()))),
-                                  "per_client": self.fed.majority_baseline},
+            "majority_baseline": evaluation.baseline_summary(self.fed.majority_baseline, self.fed.majority_f1,
+                                                             self.fed.client_kinds),
             "mlflow_run_id": self.logger.run_id,
             "mlflow_experiment_id": getattr(self.logger, "experiment_id", None),
             "bytes_up_total": int(sum(r["bytes_up"] for r in self.state.history)),
@@ -379,13 +387,22 @@ class Coordinator:
                 for name, t in tensors.items()}
 
     def _check_upload(self, update: ClientUpdate, mask: tuple[bool, ...]) -> None:
-        """A client may upload exactly its selected units (+ head); anything else is a protocol error."""
+        """A client may upload exactly its selected units (+ its task's head); anything else is a protocol error."""
         allowed = {n for unit, chosen in zip(self.info.units, mask) if chosen
                    for n in self.info.unit_parameter_names[unit]}
-        allowed |= set(self.info.unit_parameter_names.get("head", ())) if self.cfg.federation.train_head else set()
+        allowed |= set(self._head_names(update.client)) if self.cfg.federation.train_head else set()
         extra = set(update.tensors) - allowed
         if extra:
             raise RuntimeError(f"client {update.client} uploaded tensors outside its selection: {sorted(extra)[:3]}")
+
+    def _head_names(self, client: str) -> tuple[str, ...]:
+        """The head tensors `client` trains: its task's head (a VQA client must not send the untouched
+        multi-label head, which would pull that head's average back to the broadcast), or every head when
+        the client's kind or the model's per-task heads are unknown."""
+        kind = self.fed.client_kinds.get(client)
+        if kind is not None and kind in self.info.task_heads:
+            return self.info.task_heads[kind]
+        return tuple(self.info.unit_parameter_names.get("head", ()))
 
     def _evaluate(self, state: GlobalState, round_idx: int) -> list[EvalReport | WorkerError]:
         return self._map("evaluate", state, [EvalTask(c, round_idx) for c in self.fed.clients])
@@ -442,9 +459,8 @@ class Coordinator:
             raise RuntimeError(f"round {round_idx}: every client failed to evaluate: {evals}")
         record = {
             "round": round_idx,
-            "accuracy": float(np.mean([r.accuracy for r in reports])),
-            "loss": float(np.mean([r.loss for r in reports])),
-            "per_client": {r.client: {"accuracy": r.accuracy, "loss": r.loss, "n": r.num_examples} for r in reports},
+            # accuracy, loss, score, per_client (+ f1, f1_macro, subset_accuracy with multi-label clients)
+            **evaluation.summarise_reports(reports, self.fed.client_kinds),
             "train_loss": float(np.mean([u.train_loss for u in updates])) if updates else None,
             "bytes_up": int(sum(u.num_bytes for u in updates)),
             "bytes_down": int(down_bytes * len(self.fed.clients)),
@@ -481,6 +497,7 @@ class Coordinator:
             metrics[names.client_metric(client, "loss")] = values["loss"]
         for client, num_bytes in record["bytes_up_per_client"].items():
             metrics[names.client_metric(client, "bytes_up")] = num_bytes
+        metrics.update(evaluation.score_metrics(record))
         if record["train_loss"] is not None:
             metrics[names.TRAIN_LOSS] = record["train_loss"]
         for phase, seconds in record["phase_seconds"].items():

@@ -12,6 +12,9 @@ import numpy as np
 import torch
 
 
+# A client's task kind (`FederatedStore.task_kind`): closed-set VQA or multi-label classification (T4-T6).
+VQA, MULTILABEL = "vqa", "multilabel"
+
 # `federation.upload_dtype` -> the dtype uploaded tensors travel in.
 UPLOAD_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -113,11 +116,22 @@ class ClientUpdate:
 
 @dataclass(frozen=True)
 class EvalReport:
+    """A client's test-split evaluation. `accuracy` is exact-match accuracy (for a multi-label client: subset
+    accuracy); a multi-label client also reports micro-F1 (`f1`) and macro-F1 (`f1_macro`)."""
+
     client: str
     accuracy: float
     loss: float
     num_examples: int
     seconds: float
+    kind: str = VQA
+    f1: float | None = None
+    f1_macro: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The client's headline metric (`eval/score`): accuracy for VQA, micro-F1 for multi-label (METHOD.md §5)."""
+        return float(self.f1) if self.kind == MULTILABEL and self.f1 is not None else self.accuracy
 
 
 @dataclass(frozen=True)
@@ -138,3 +152,5 @@ class ModelInfo:
     initial_tensors: dict[str, torch.Tensor] = field(repr=False)
     # Seconds the worker spent starting (imports, data store, model load), for start-up figures.
     worker_init_seconds: dict[str, float] = field(default_factory=dict)
+    # Task kind -> the "head" tensors a client of that kind trains and uploads (its own head; empty: any head).
+    task_heads: dict[str, tuple[str, ...]] = field(default_factory=dict)

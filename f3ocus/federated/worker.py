@@ -56,7 +56,9 @@ class ClientWorker:
         self._model = build_vqa_model(
             cfg.model.family, cfg.model.checkpoint, answers=self._store.answers, unit_mode=cfg.model.unit_mode,
             lora_r=cfg.model.lora.r, lora_alpha=cfg.model.lora.alpha, lora_dropout=cfg.model.lora.dropout,
+            bottleneck_dim=cfg.model.bottleneck_dim, prompt_length=cfg.model.prompt_length,
             image_size=cfg.model.image_size, seed=cfg.seed, cache_dir=spec.model_cache_dir,
+            findings=self._store.findings,
         ).to(self._device)
         self._scorer = build_scorer(cfg.selection.scorer)
         self._init_seconds = {"imports": imported - started, "store": opened - imported,
@@ -75,6 +77,7 @@ class ClientWorker:
             unit_num_parameters=dict(self._model.num_unit_parameters()),
             initial_tensors=self._model.trainable_state(),
             worker_init_seconds=dict(self._init_seconds),
+            task_heads={kind: tuple(self._model.task_head_names(kind)) for kind in self._model.task_kinds},
         )
 
     def score(self, state: GlobalState | SharedState, task: ScoreTask) -> ScoreReport:
@@ -97,14 +100,15 @@ class ClientWorker:
         self._load(state)
         shard = self._shard(task.client, "train")
         fed = self._cfg.federation
-        self._model.set_trainable(list(task.mask), train_head=fed.train_head)
+        # Only this client's task head trains and goes up: masked FedAvg averages each head over its task's clients.
+        self._model.set_trainable(list(task.mask), train_head=fed.train_head, task_kind=shard.kind)
         self._loaded_version = None  # training moves the weights away from the broadcast
         loss = train_epochs(self._model, shard, epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
                             weight_decay=fed.weight_decay, generator=torch_generator(task.seed))
         selected = [unit for unit, chosen in zip(self._model.units, task.mask) if chosen]
         # Sent in `federation.upload_dtype` (float16/bfloat16 halve the upload); the coordinator casts back.
-        tensors = cast_floating(self._model.trainable_state(selected, include_head=fed.train_head),
-                                UPLOAD_DTYPES[fed.upload_dtype])
+        trained = self._model.trainable_state(selected, include_head=fed.train_head, task_kind=shard.kind)
+        tensors = cast_floating(trained, UPLOAD_DTYPES[fed.upload_dtype])
         return ClientUpdate(task.client, len(shard.labels), tensors, float(loss), time.perf_counter() - start)
 
     def evaluate(self, state: GlobalState | SharedState, task: EvalTask) -> EvalReport:
@@ -116,7 +120,7 @@ class ClientWorker:
         shard = self._shard(task.client, "test")
         result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size)
         return EvalReport(task.client, float(result.accuracy), float(result.loss), int(result.n),
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, kind=result.kind, f1=result.f1, f1_macro=result.f1_macro)
 
     def _resolve(self, state: GlobalState | SharedState) -> GlobalState:
         """The broadcast itself: a SharedState (Ray) is fetched from the object store once per version and kept,
@@ -144,8 +148,57 @@ class ClientWorker:
             self._shards.move_to_end(key)
             return self._shards[key]
         rows = self._store.shard(client, split)
-        shard = encode_examples(self._model, rows["image"], rows["question"], rows["answer"])
+        shard = encode_examples(self._model, rows["image"], rows["question"], rows["answer"],
+                                question_types=rows["question_type"])
         self._shards[key] = shard
         while len(self._shards) > self._shard_cache_size:
             self._shards.popitem(last=False)
         return shard
+
+    def count_flops(self, state: GlobalState, client: str, mask: tuple[bool, ...], *, score: bool) -> dict[str, float]:
+        """FLOPs one round costs `client` with `mask`, counted (torch's FlopCounterMode) on one real batch.
+
+        Returns {"train": local_epochs x n_train x FLOPs of one sample's forward+backward with this
+        trainable set, "score": FLOPs of one scorer call on the score batch (0 unless `score`)}. Counted
+        FLOPs are the matmul/convolution FLOPs torch's counter knows (elementwise ops are not counted).
+        """
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from f3ocus.models.training import train_epochs
+
+        self._load(state)
+        shard = self._shard(client, "train")
+        fed = self._cfg.federation
+        rows = torch.arange(min(fed.batch_size, len(shard.labels)))
+        batch = _first_rows(shard, len(rows))
+        self._model.set_trainable(list(mask), train_head=fed.train_head)
+        self._loaded_version = None  # the counted step moves the weights
+        with FlopCounterMode(display=False) as counter:
+            train_epochs(self._model, batch, epochs=1, batch_size=len(rows), lr=fed.lr,
+                         weight_decay=fed.weight_decay, generator=torch_generator(0))
+        flops = {"train": counter.get_total_flops() / len(rows) * len(shard.labels) * fed.local_epochs, "score": 0.0}
+        if score:
+            self._load(state)
+            count = min(self._cfg.selection.score_batch_size, len(shard.labels))
+            inputs = {k: v[:count].to(self._device) for k, v in shard.tensors.items()}
+            with FlopCounterMode(display=False) as counter:
+                self._scorer.score(self._model, inputs, shard.labels[:count].to(self._device))
+            flops["score"] = float(counter.get_total_flops())
+        return flops
+
+
+def _first_rows(shard, count: int):
+    """The same kind of encoded shard holding its first `count` rows (every per-row tensor field sliced)."""
+    import dataclasses
+
+    total = len(shard.labels)
+
+    def cut(value):
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == total:
+            return value[:count]
+        if isinstance(value, dict):
+            return {key: cut(item) for key, item in value.items()}
+        return value
+
+    return dataclasses.replace(shard, **{field.name: cut(getattr(shard, field.name))
+                                         for field in dataclasses.fields(shard)})

@@ -1,11 +1,11 @@
 """Per-unit Gram of per-sample loss gradients from one forward + one backward ("ghost" kernel, METHOD.md §2).
 
-The "grad" LNTK kernel of unit l is K^l_ij = <∇_{θ^l} ℓ_i, ∇_{θ^l} ℓ_j> (n × n), ℓ_i the cross-entropy of
-sample i. With the loss *summed* over samples and samples independent in the forward (eval mode),
-the gradient reaching row block i of a module's output comes from ℓ_i alone, so hooks on ONE batched
-forward + backward yield every per-sample gradient (Goodfellow 2015; Opacus; Li et al. 2021 "ghost
-clipping"). The backward asks autograd only for the hooked modules' output gradients, never for
-weight gradients. Per parameter tensor:
+The "grad" LNTK kernel of unit l is K^l_ij = <∇_{θ^l} ℓ_i, ∇_{θ^l} ℓ_j> (n × n), ℓ_i the loss of sample i
+(`f3ocus.models.losses.per_sample_loss`: cross-entropy, or BCE summed over classes for multi-label rows).
+With the loss *summed* over samples and samples independent in the forward (eval mode), the gradient
+reaching row block i of a module's output comes from ℓ_i alone, so hooks on ONE batched forward + backward
+yield every per-sample gradient (Goodfellow 2015; Opacus; Li et al. 2021 "ghost clipping"). The backward
+asks autograd only for the hooked modules' output gradients, never for weight gradients. Per parameter tensor:
 
   - nn.Linear with input rows a_i (T×d_in) and output gradient g_i (T×d_out) of sample i:
     ∇_W ℓ_i = g_iᵀ a_i, so <∇_W ℓ_i, ∇_W ℓ_j> = Σ_{t,s} <a_it, a_js><g_it, g_js>
@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from f3ocus.importance._jacobian import IGNORE, jacobian_rows
+from f3ocus.importance._jacobian import jacobian_rows
+from f3ocus.models.losses import per_sample_loss
 
 FLOAT_BYTES = 4
 # Per-layer choice: ghost when its flops < _GHOST_DISCOUNT × materialise flops. The ghost products are two
@@ -101,7 +102,7 @@ def unit_grams(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.
             (the caller restores its state; see `base.preserved_state`). Samples must not interact in
             its forward (checked for flattened layouts, and for all modules with `verify`).
         inputs: encoded batch (n, ...).
-        labels: (n,) long, -1 = outside the answer set (zero gradient).
+        labels: (n,) long, -1 = outside the answer set (zero gradient); or (n, C) multi-hot targets (BCE).
         unit_names: unit -> its parameter names (as in `named_parameters()`).
         max_block_bytes: most bytes of one per-layer temporary (materialised per-sample gradients, or
             one sample block of the ghost token kernels); a layer over it goes ghost, in sample blocks.
@@ -205,7 +206,7 @@ def _recorded_forward(model: nn.Module, inputs: dict[str, torch.Tensor], labels:
     try:
         with torch.enable_grad():
             logits = model(**inputs)  # (n, k)
-            losses = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")  # (n,)
+            losses = per_sample_loss(logits, labels)  # (n,): CE, or BCE summed over classes for (n, C) labels
     finally:
         for handle in handles:
             handle.remove()

@@ -3,9 +3,12 @@
 A kernel is a map θ^l -> y ∈ R^m evaluated with `torch.func.functional_call`, the unit's tensors
 being the only differentiated arguments (every other tensor of the model is a constant):
   - "logit": y = f(X) flattened, the answer logits of n samples × k answers (m = n·k);
-    Θ^l = J_l J_lᵀ is the paper's layerwise NTK.
-  - "grad": y = (ℓ_1, ..., ℓ_n) the per-sample cross-entropy losses (m = n; a row of J is one
-    sample's loss gradient, label -1 gives a zero row); Θ^l is the n × n Gram of those gradients.
+    Θ^l = J_l J_lᵀ is the paper's layerwise NTK. For a multi-label batch (inputs with the model's
+    multi-label marker) f is the k = C multi-label logits.
+  - "grad": y = (ℓ_1, ..., ℓ_n) the per-sample losses (m = n; a row of J is one sample's loss gradient,
+    label -1 gives a zero row); Θ^l is the n × n Gram of those gradients. ℓ_i is
+    `f3ocus.models.losses.per_sample_loss`: cross-entropy for (n,) long labels, BCE summed over the
+    classes for (n, C) multi-hot labels.
 `jacobian_rows` materialises J for several units at once (exact solver); `kernel_matvec` gives the
 mat-vec x -> J(Jᵀx) or x -> Jᵀ(Jx), whichever space is smaller, from vjp/jvp (matrix-free solver).
 """
@@ -15,9 +18,10 @@ from __future__ import annotations
 from typing import Callable, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jvp, vjp, vmap
+
+from f3ocus.models.losses import per_sample_loss
 
 Kernel = Literal["logit", "grad"]
 KERNELS: tuple[str, ...] = ("logit", "grad")
@@ -32,7 +36,7 @@ def kernel_outputs(model: nn.Module, tensors: dict[str, torch.Tensor], inputs: d
         model: a `VqaModel` (forward(**inputs) -> logits (b, k)).
         tensors: {parameter name: tensor} substituted into the model (the differentiated ones).
         inputs: encoded batch, leading dim b.
-        labels: (b,) long answer indices, -1 = outside the answer set.
+        labels: (b,) long answer indices, -1 = outside the answer set; or (b, k) multi-hot targets.
         kernel: "logit" or "grad".
 
     Returns:
@@ -41,7 +45,7 @@ def kernel_outputs(model: nn.Module, tensors: dict[str, torch.Tensor], inputs: d
     logits = functional_call(model, tensors, args=(), kwargs=inputs)  # (b, k)
     if kernel == "logit":
         return logits.reshape(-1)
-    return F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
+    return per_sample_loss(logits, labels)
 
 
 def output_count(batch_size: int, n_answers: int, kernel: Kernel) -> int:
@@ -61,7 +65,7 @@ def jacobian_rows(model: nn.Module, inputs: dict[str, torch.Tensor], labels: tor
     Args:
         model: the `VqaModel`, in eval mode, its own parameters not requiring grad.
         inputs: encoded batch (n, ...).
-        labels: (n,) long.
+        labels: (n,) long, or (n, k) multi-hot.
         kernel: "logit" or "grad".
         names: parameter names to differentiate.
         samples_per_pass: samples per forward/backward pass (≥ 1).
@@ -112,7 +116,7 @@ def kernel_matvec(model: nn.Module, inputs: dict[str, torch.Tensor], labels: tor
     Args:
         model: the `VqaModel`, in eval mode, its own parameters not requiring grad.
         inputs: encoded batch (n, ...).
-        labels: (n,) long.
+        labels: (n,) long, or (n, k) multi-hot.
         kernel: "logit" or "grad".
         names: the unit's parameter names.
 

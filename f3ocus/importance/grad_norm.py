@@ -11,10 +11,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from f3ocus.importance.base import normalise, preserved_state
+from f3ocus.models.losses import mean_loss
 
 
 class GradNormScorer:
@@ -23,11 +23,15 @@ class GradNormScorer:
     name: ClassVar[str] = "grad_norm"
 
     def score(self, model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> np.ndarray:
-        """Args: model a VqaModel; inputs its encoded batch (B, ...); labels (B,) long, -1 = outside the answer set.
+        """Args: model a VqaModel; inputs its encoded batch (B, ...); labels (B,) long, -1 = outside the answer set,
+        or (B, C) float multi-hot for a multi-label batch (BCE; the scores are normalised, so the loss's scale
+        does not matter).
 
         Returns: (L,) scores in `model.units` order, summing to 1.
         """
         unit_names = model.unit_parameter_names()
+        if not any(unit_names[unit] for unit in model.units):  # e.g. prompt mode: units own no tensor
+            return normalise(np.zeros(len(model.units)))
         params = dict(model.named_parameters())
         with preserved_state(model):
             model.eval()  # no dropout noise in the score
@@ -37,8 +41,8 @@ class GradNormScorer:
             for unit in model.units:
                 for name in unit_names[unit]:
                     params[name].requires_grad_(True)
-            logits = model(**inputs)  # (B, A)
-            loss = F.cross_entropy(logits, labels, ignore_index=-1)
+            logits = model(**inputs)  # (B, A), or (B, C) multi-label logits
+            loss = mean_loss(logits, labels)
             grads = dict(zip(
                 [n for u in model.units for n in unit_names[u]],
                 torch.autograd.grad(loss, [params[n] for u in model.units for n in unit_names[u]], allow_unused=True),

@@ -32,7 +32,8 @@ do not fit `max_jacobian_bytes` (k in the thousands): exact then raises MemoryEr
 # DEVIATION: the paper's Θ^l is on the outputs f; the default kernel is the per-sample loss-gradient
 # Gram (METHOD.md §2 leaves it open), chosen for speed; `lntk_exact_logit` is the literal variant.
 # `lntk_exact_grad` (the default before the ghost solver) gives the same values, slower.
-# DEVIATION: f = the closed-set answer-head logits (the paper's VLMs generate text; its f is unspecified).
+# DEVIATION: f = the closed-set answer-head logits (the paper's VLMs generate text; its f is unspecified);
+# for a multi-label client's batch, the 15 multi-label logits (and ℓ_i = BCE summed over the classes).
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class LntkScorer:
         Args:
             model: a `VqaModel` (`units`, `unit_parameter_names()`, forward(**inputs) -> (n, k)).
             inputs: its encoded batch (n, ...).
-            labels: (n,) long, -1 = outside the answer set (used by the "grad" kernel only).
+            labels: (n,) long, -1 = outside the answer set; or (n, k) float multi-hot for a multi-label
+                batch (BCE summed over classes); used by the "grad" kernel only.
 
         Returns:
             (L,) non-negative float64 in `model.units` order, summing to 1.

@@ -23,6 +23,7 @@ from f3ocus.models.families.vilt import VILT
 from f3ocus.models.family import FamilySpec
 from f3ocus.models.tokenizer import default_words
 from f3ocus.models.units import discover_units
+from f3ocus.models.peft_modes import ModeSettings
 from f3ocus.models.vqa_model import LoraSettings, UnitMode, VqaModel
 
 SCRATCH = "scratch"
@@ -74,21 +75,26 @@ def get_family(family: str) -> FamilySpec:
 
 def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Sequence[str],
                     unit_mode: UnitMode = "layer", lora_r: int = 8, lora_alpha: int = 16,
-                    lora_dropout: float = 0.0, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0,
-                    cache_dir: str | Path | None = None) -> VqaModel:
+                    lora_dropout: float = 0.0, bottleneck_dim: int = 16, prompt_length: int = 4,
+                    image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0,
+                    cache_dir: str | Path | None = None, findings: Sequence[str] = ()) -> VqaModel:
     """Build a `VqaModel` (eval mode; all units + head trainable) with a fresh seeded head.
 
     Args:
         family: "llava", "vilt", ... or a preset name "tiny-<family>".
         checkpoint: "scratch", "foundation", a hub id or a local directory.
-        answers: closed answer set of the head.
-        unit_mode: "layer" (units = whole blocks) or "adapter" (units = LoRA inside each block).
+        answers: closed answer set of the head (may be empty when `findings` is given).
+        unit_mode: "layer" (units = whole blocks), "adapter" (units = LoRA inside each block), or a PEFT
+            mode (`f3ocus.models.peft_modes`): "bottleneck", "layernorm", "bias", "prompt".
         lora_r: LoRA rank (adapter mode).
         lora_alpha: LoRA alpha (adapter mode).
         lora_dropout: LoRA dropout (adapter mode).
+        bottleneck_dim: bottleneck width r (bottleneck mode).
+        prompt_length: number of learned prompt vectors P (prompt mode).
         image_size: input side in pixels for the tiny presets (ignored for real checkpoints).
-        seed: seeds scratch weights, LoRA A and the head.
+        seed: seeds scratch weights, LoRA A, bottleneck adapters, prompt vectors and the head.
         cache_dir: root of the foundation cache (see `f3ocus.models.foundation.foundation_dir`).
+        findings: multi-label classes; non-empty adds the multi-label head (`VqaModel.multilabel_head`).
 
     Returns:
         The model; `model.units` lists its selectable units.
@@ -100,7 +106,9 @@ def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Seque
     backbone, processor = load_backbone(spec, checkpoint, image_size=image_size, seed=seed,
                                         cache_dir=cache_dir)
     lora = LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout)
-    model = VqaModel(spec, backbone, processor, answers, unit_mode=unit_mode, lora=lora, seed=seed)
+    modes = ModeSettings(bottleneck_dim=bottleneck_dim, prompt_length=prompt_length)
+    model = VqaModel(spec, backbone, processor, answers, unit_mode=unit_mode, lora=lora, modes=modes, seed=seed,
+                     findings=findings)
     return model.eval()
 
 

@@ -4,6 +4,12 @@ It owns `EncodedShard` (a client's examples, encoded once by the processor and k
 `encode_examples`, `train_epochs` (AdamW over whatever currently has `requires_grad`, i.e. the
 round's selected units) and `evaluate` (closed-set accuracy and loss). Both leave `requires_grad`
 and train/eval mode as they found them; randomness comes only from the caller's `torch.Generator`.
+
+A shard holds one task kind. Multi-label rows (`question_type == "multilabel"`, `f3ocus.data.multilabel`)
+are encoded with (n, C) float multi-hot labels over `model.findings` and the `MULTILABEL_INPUT` marker
+in their tensors, so `model(**batch)` returns the multi-label logits; they train with binary
+cross-entropy (`f3ocus.models.losses`) and `evaluate` scores them by micro-F1, macro-F1 and subset
+accuracy (threshold 0.5 on the sigmoid; definitions and the zero-division rule in `f3ocus.data.multilabel`).
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import torch
 from PIL import Image
 from torch.nn import functional
 
+from f3ocus.data.multilabel import f1_scores, is_multilabel, multi_hot, subset_accuracy
 from f3ocus.models._rng import draw_seed, isolated_rng
-from f3ocus.models.vqa_model import VqaModel
+from f3ocus.models.losses import balanced_pos_weight, is_multilabel_target, mean_loss
+from f3ocus.models.vqa_model import MULTILABEL_INPUT, TASK_MULTILABEL, TASK_VQA, VqaModel
 
 IGNORE = -1
 # Sequence-shaped processor outputs and the value that pads them (input_ids uses the pad token id).
@@ -28,12 +36,16 @@ class EncodedShard:
     """Encoded examples.
 
     Attributes:
-        tensors: processor outputs, each with leading dim n (e.g. input_ids (n, T), pixel_values (n, 3, H, W)).
-        labels: (n,) long, index into `model.answers`, -1 for answers outside the closed set.
+        tensors: processor outputs, each with leading dim n (e.g. input_ids (n, T), pixel_values (n, 3, H, W));
+            multi-label shards also hold the marker `MULTILABEL_INPUT` (n,) bool.
+        labels: "vqa": (n,) long, index into `model.answers`, -1 for answers outside the closed set;
+            "multilabel": (n, C) float multi-hot targets over `model.findings`.
+        kind: "vqa" or "multilabel".
     """
 
     tensors: dict[str, torch.Tensor]
     labels: torch.Tensor
+    kind: str = TASK_VQA
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -46,25 +58,47 @@ class EncodedShard:
 @dataclass(frozen=True)
 class EvalResult:
     """Closed-set evaluation: accuracy over all n rows (label -1 counts as wrong), mean CE loss over
-    rows with a known label (nan if none), n, and predictions (n,) long answer indices."""
+    rows with a known label (nan if none), n, and predictions (n,) long answer indices.
+
+    Multi-label shards (`kind` "multilabel"): accuracy = subset accuracy, loss = mean BCE over rows and
+    classes, predictions (n, C) bool, and `f1` / `f1_macro` (micro / macro F1; None for VQA shards).
+    """
 
     accuracy: float
     loss: float
     n: int
     predictions: torch.Tensor
+    f1: float | None = None
+    f1_macro: float | None = None
+    kind: str = TASK_VQA
 
 
 def encode_examples(model: VqaModel, images: Sequence[Image.Image], questions: Sequence[str],
-                    answers: Sequence[str], batch_size: int = 64) -> EncodedShard:
+                    answers: Sequence[str], batch_size: int = 64, *,
+                    question_types: Sequence[str] | None = None) -> EncodedShard:
     """Encode n examples with the model's processor, `batch_size` at a time.
+
+    Args:
+        question_types: the rows' `question_type`; rows of type "multilabel" make a multi-label shard
+            (all rows must then be; None = VQA rows).
 
     Returns:
         `EncodedShard`; sequences are right/left padded (as the tokenizer pads) to the longest row.
+
+    Raises:
+        ValueError: lengths differ, no example, VQA and multi-label rows mixed, multi-label rows for a model
+            without findings, or a finding outside `model.findings`.
     """
     if not len(images) == len(questions) == len(answers):
         raise ValueError(f"lengths differ: {len(images)} images, {len(questions)} questions, {len(answers)} answers")
-    index = {answer: position for position, answer in enumerate(model.answers)}
-    labels = torch.tensor([index.get(answer, IGNORE) for answer in answers], dtype=torch.long)
+    kind = _shard_kind(question_types, len(answers))
+    if kind == TASK_MULTILABEL:
+        if not model.findings:
+            raise ValueError("multi-label rows need a model built with findings (build_vqa_model(findings=...))")
+        labels = torch.from_numpy(multi_hot(answers, model.findings)).to(torch.float32)  # (n, C)
+    else:
+        index = {answer: position for position, answer in enumerate(model.answers)}
+        labels = torch.tensor([index.get(answer, IGNORE) for answer in answers], dtype=torch.long)
     parts = [model.encode(list(images[start:start + batch_size]), list(questions[start:start + batch_size]))
              for start in range(0, len(questions), batch_size)]
     if not parts:
@@ -73,12 +107,27 @@ def encode_examples(model: VqaModel, images: Sequence[Image.Image], questions: S
     pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
     left = getattr(tokenizer, "padding_side", "right") == "left"
     tensors = {key: _concat([part[key] for part in parts], _pad_value(key, pad_id), left) for key in parts[0]}
-    return EncodedShard(tensors=tensors, labels=labels)
+    if kind == TASK_MULTILABEL:
+        tensors[MULTILABEL_INPUT] = torch.ones(len(answers), dtype=torch.bool)
+    return EncodedShard(tensors=tensors, labels=labels, kind=kind)
+
+
+def _shard_kind(question_types: Sequence[str] | None, n: int) -> str:
+    """"multilabel" when every row is multi-label, "vqa" when none is (or no types are given)."""
+    if question_types is None:
+        return TASK_VQA
+    if len(question_types) != n:
+        raise ValueError(f"{len(question_types)} question types for {n} examples")
+    count = sum(is_multilabel(question_type) for question_type in question_types)
+    if 0 < count < n:
+        raise ValueError(f"{count} multi-label and {n - count} VQA rows in one shard; a shard holds one task kind")
+    return TASK_MULTILABEL if count else TASK_VQA
 
 
 def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_size: int, lr: float,
                  weight_decay: float = 0.0, generator: torch.Generator) -> float:
-    """Train the parameters that have `requires_grad` with AdamW and cross-entropy.
+    """Train the parameters that have `requires_grad` with AdamW and cross-entropy (for a multi-label shard:
+    BCE with the client's class-balanced `pos_weight`, `f3ocus.models.losses.balanced_pos_weight`).
 
     Args:
         model: the model; its trainable set (see `VqaModel.set_trainable`) is what gets updated.
@@ -98,12 +147,13 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     was_training = model.training
     total, count = 0.0, 0
+    pos_weight = balanced_pos_weight(shard.labels) if is_multilabel_target(shard.labels) else None
     model.train()
     try:
         with isolated_rng(draw_seed(generator)):
             for _ in range(epochs):
                 for rows in torch.randperm(len(shard), generator=generator).split(batch_size):
-                    loss, labelled = _step(model, shard, rows, optimizer)
+                    loss, labelled = _step(model, shard, rows, optimizer, pos_weight)
                     total, count = total + loss * labelled, count + labelled
     finally:
         optimizer.zero_grad(set_to_none=True)
@@ -111,15 +161,15 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
     return total / count if count else float("nan")
 
 
-def _step(model: VqaModel, shard: EncodedShard, rows: torch.Tensor,
-          optimizer: torch.optim.Optimizer) -> tuple[float, int]:
+def _step(model: VqaModel, shard: EncodedShard, rows: torch.Tensor, optimizer: torch.optim.Optimizer,
+          pos_weight: torch.Tensor | None = None) -> tuple[float, int]:
     """One optimiser step on `rows`; returns (mean loss, number of labelled rows)."""
-    labels = shard.labels[rows]  # (b,)
-    labelled = int((labels != IGNORE).sum())
+    labels = shard.labels[rows]  # (b,) or (b, C)
+    labelled = int(labels.shape[0]) if is_multilabel_target(labels) else int((labels != IGNORE).sum())
     if labelled == 0:
         return 0.0, 0
     optimizer.zero_grad(set_to_none=True)
-    loss = functional.cross_entropy(model(**shard.batch(rows)), labels, ignore_index=IGNORE)
+    loss = mean_loss(model(**shard.batch(rows)), labels, pos_weight)
     loss.backward()
     optimizer.step()
     return float(loss.detach()), labelled
@@ -127,7 +177,7 @@ def _step(model: VqaModel, shard: EncodedShard, rows: torch.Tensor,
 
 @torch.no_grad()
 def evaluate(model: VqaModel, shard: EncodedShard, batch_size: int = 128) -> EvalResult:
-    """Closed-set accuracy and loss of `model` on `shard` (eval mode, no grad).
+    """Closed-set accuracy and loss of `model` on `shard` (eval mode, no grad); F1 for a multi-label shard.
 
     Returns:
         `EvalResult`; rows labelled -1 count as wrong and are excluded from the loss.
@@ -139,12 +189,24 @@ def evaluate(model: VqaModel, shard: EncodedShard, batch_size: int = 128) -> Eva
                             for rows in torch.arange(len(shard)).split(batch_size)])  # (n, A)
     finally:
         model.train(was_training)
+    if shard.kind == TASK_MULTILABEL:
+        return _multilabel_result(logits, shard.labels)
     predictions = logits.argmax(dim=1)  # (n,)
     known = shard.labels != IGNORE
     correct = int((predictions[known] == shard.labels[known]).sum())
     loss = (float(functional.cross_entropy(logits[known], shard.labels[known])) if bool(known.any())
             else float("nan"))
     return EvalResult(accuracy=correct / max(len(shard), 1), loss=loss, n=len(shard), predictions=predictions)
+
+
+def _multilabel_result(logits: torch.Tensor, targets: torch.Tensor) -> EvalResult:
+    """F1 / subset accuracy / BCE of (n, C) multi-label logits against (n, C) multi-hot targets."""
+    predicted = torch.sigmoid(logits) >= 0.5  # (n, C)
+    truth = targets.to(torch.bool).cpu().numpy()
+    micro, macro = f1_scores(predicted.cpu().numpy(), truth)
+    loss = float(mean_loss(logits, targets.to(logits.device))) if len(targets) else float("nan")
+    return EvalResult(accuracy=subset_accuracy(predicted.cpu().numpy(), truth), loss=loss, n=int(targets.shape[0]),
+                      predictions=predicted, f1=micro, f1_macro=macro, kind=TASK_MULTILABEL)
 
 
 def _pad_value(key: str, pad_id: int) -> int | None:

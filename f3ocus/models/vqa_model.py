@@ -2,10 +2,20 @@
 
 It owns what the federated code does to a model: which tensors belong to which selectable unit in
 the current mode ("layer": the block's own weights; "adapter": the LoRA A/B tensors injected once
-into every linear layer of every unit), switching `requires_grad` for a round's mask, and reading /
+into every linear layer of every unit; "bottleneck", "layernorm", "bias", "prompt": the PEFT baselines of
+`f3ocus.models.peft_modes`), switching `requires_grad` for a round's mask, and reading /
 writing the flat state of selected units (the only thing clients and server exchange). The backbone
 stays a plain transformers model (LoRA is injected in place, no PeftModel wrapper), so family `pool`
-functions and `save_pretrained` see the same module tree in both modes.
+functions and `save_pretrained` see the same module tree in every mode.
+
+Multi-label classification (METHOD.md §5 T4-T6): a model built with `findings` has a second head,
+`multilabel_head` (one logit per finding, trained with binary cross-entropy). Which head answers is
+decided by the inputs: encoded multi-label rows carry the marker `MULTILABEL_INPUT` (a (B,) bool tensor,
+all True; `f3ocus.models.training.encode_examples` adds it), and `model(**inputs)` then returns the
+multi-label logits (B, n_findings); without it, the answer logits (B, n_answers). So every caller of
+`model(**inputs)` (training, importance scorers, LNTK's logit kernel) serves both tasks unchanged; only the
+loss differs (`f3ocus.models.losses`). Both heads are in the "head" group; a client trains and uploads
+only its own task's head (`task_head_names`).
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -22,10 +32,15 @@ from torch import nn
 
 from f3ocus.models._rng import isolated_rng
 from f3ocus.models.family import FamilySpec
+from f3ocus.models.peft_modes import (PROMPT, UNIT_MODES, ModeSettings, UnitMode, attach_bottleneck_adapters,
+                                      attach_prompt, check_unit_tensors, peft_unit_tensors)
 from f3ocus.models.units import UnitSpec, discover_units
 
-UnitMode = Literal["layer", "adapter"]
 HEAD = "head"
+MULTILABEL_HEAD = "multilabel_head"
+MULTILABEL_INPUT = "multilabel"  # marker key of encoded multi-label rows: (B,) bool, all True
+TASK_VQA, TASK_MULTILABEL = "vqa", "multilabel"
+_MULTILABEL_SEED_OFFSET = 1_000_003  # the multi-label head's init stream, so it copies no row of `head`
 BACKBONE = "backbone"
 LORA_MARKER = ".lora_"
 
@@ -44,40 +59,50 @@ class VqaModel(nn.Module):
 
     Attributes:
         family: family name, e.g. "llava".
-        unit_mode: "layer" or "adapter".
+        unit_mode: "layer", "adapter" or a PEFT mode ("bottleneck", "layernorm", "bias", "prompt").
         units: unit names in fixed order (index = `layer_idx` of masks and scores).
         unit_specs: the same units with their module paths in the backbone.
-        answers: the closed answer set; logit j scores `answers[j]`.
+        answers: the closed answer set; logit j scores `answers[j]` (may be empty when `findings` is not).
+        findings: the multi-label classes; multi-label logit j scores `findings[j]` (empty: no such head).
         backbone: the transformers model (LoRA injected in place in adapter mode).
-        head: the answer head.
+        head: the answer head (None without answers).
+        multilabel_head: Linear(feature_dim, n_findings) (None without findings).
+        bottleneck: bottleneck mode's adapters (ModuleDict, one per unit), else None.
+        prompt: prompt mode's `PromptContext` (learned context vectors), else None.
         processor: the family's transformers processor.
     """
 
     def __init__(self, spec: FamilySpec, backbone: nn.Module, processor: Any, answers: Sequence[str], *,
-                 unit_mode: UnitMode = "layer", lora: LoraSettings | None = None, seed: int = 0) -> None:
+                 unit_mode: UnitMode = "layer", lora: LoraSettings | None = None,
+                 modes: ModeSettings | None = None, seed: int = 0, findings: Sequence[str] = ()) -> None:
         """Wrap `backbone`; in adapter mode inject LoRA into every unit; create a seeded head.
 
         Args:
             spec: the backbone's family.
             backbone: transformers model built by `spec` (tiny preset or `from_pretrained`).
             processor: the matching processor.
-            answers: closed answer set (unique, non-empty).
-            unit_mode: "layer" or "adapter".
+            answers: closed answer set (unique; non-empty unless `findings` is given).
+            unit_mode: one of `UNIT_MODES` ("layer", "adapter", or a PEFT mode of `peft_modes`).
             lora: LoRA settings for adapter mode (default `LoraSettings()`).
-            seed: seeds the head init and LoRA A init.
+            modes: bottleneck width / prompt length of the PEFT modes (default `ModeSettings()`).
+            seed: seeds the head init, LoRA A, bottleneck W_down and prompt vectors.
+            findings: multi-label classes (unique); non-empty adds `multilabel_head`.
 
         Raises:
-            ValueError: bad unit_mode, empty or duplicated answers.
+            ValueError: bad unit_mode, duplicated answers or findings, neither answers nor findings, a mode
+                in which no unit owns a tensor.
         """
         super().__init__()
-        if unit_mode not in ("layer", "adapter"):
-            raise ValueError(f"unit_mode must be 'layer' or 'adapter', got {unit_mode!r}")
-        if not answers or len(set(answers)) != len(answers):
-            raise ValueError("answers must be a non-empty sequence of unique strings")
+        if unit_mode not in UNIT_MODES:
+            raise ValueError(f"unit_mode must be one of {UNIT_MODES}, got {unit_mode!r}")
+        if not (answers or findings) or len(set(answers)) != len(answers) or len(set(findings)) != len(findings):
+            raise ValueError("answers must be a non-empty sequence of unique strings (or empty with findings); "
+                             "findings must be unique")
         self.spec = spec
         self.family = spec.name
         self.unit_mode: UnitMode = unit_mode
         self.answers = tuple(answers)
+        self.findings = tuple(findings)
         self.processor = processor
         self.unit_specs = tuple(discover_units(backbone, spec))
         self.units = tuple(unit.name for unit in self.unit_specs)
@@ -87,8 +112,16 @@ class VqaModel(nn.Module):
         # DEVIATION: every family answers through a closed-set linear head on pooled features; the
         # paper's generative VLMs (LLaVA-1.5, BLIP-2) decode free text. Same head for all families
         # keeps accuracy comparable across them and the LNTK outputs f = answer logits well defined.
-        self.head = _seeded_head(spec.feature_dim(backbone), len(self.answers), seed)
+        feature_dim = spec.feature_dim(backbone)
+        self.head = _seeded_head(feature_dim, len(self.answers), seed) if self.answers else None
+        self.multilabel_head = (_seeded_head(feature_dim, len(self.findings), seed + _MULTILABEL_SEED_OFFSET)
+                                if self.findings else None)
+        modes = modes or ModeSettings()
+        self.bottleneck = (attach_bottleneck_adapters(spec, backbone, processor, self.unit_specs, modes.bottleneck_dim,
+                                                      seed) if unit_mode == "bottleneck" else None)
+        self.prompt = attach_prompt(backbone, processor, modes.prompt_length, seed) if unit_mode == "prompt" else None
         self._unit_names = self._collect_unit_parameter_names()
+        check_unit_tensors(self.family, unit_mode, self._unit_names, self.units)
         self.set_trainable([True] * len(self.units))
 
     # ------------------------------------------------------------------ inputs and outputs
@@ -96,22 +129,49 @@ class VqaModel(nn.Module):
         """Processor call for a batch: B images and B questions -> backbone inputs (batch first)."""
         if len(images) != len(questions):
             raise ValueError(f"got {len(images)} images but {len(questions)} questions")
+        if self.prompt is not None:  # prompt mode: P placeholder tokens in front of every question
+            questions = self.prompt.prefixed(questions)
         return self.spec.encode(self.processor, images, questions)
 
     def pooled_features(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """Pooled multimodal features (B, feature_dim) that the head reads."""
-        return self.spec.pool(self.backbone, inputs)
+        """Pooled multimodal features (B, feature_dim) the heads read (a `MULTILABEL_INPUT` marker is dropped)."""
+        return self.spec.pool(self.backbone, {key: value for key, value in inputs.items() if key != MULTILABEL_INPUT})
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """Answer logits (B, n_answers) for encoded inputs (see `encode`)."""
-        return self.head(self.pooled_features(**inputs))
+        """Answer logits (B, n_answers) for encoded inputs (see `encode`), or multi-label logits (B, n_findings)
+        when they carry the `MULTILABEL_INPUT` marker.
+
+        Raises:
+            ValueError: the inputs' task has no head in this model, or the marker is not all True (a mixed batch).
+        """
+        return self._task_head(inputs.get(MULTILABEL_INPUT))(self.pooled_features(**inputs))
+
+    def _task_head(self, marker: torch.Tensor | None) -> nn.Linear:
+        if marker is None:
+            if self.head is None:
+                raise ValueError(f"{self.family}: no answer head (built with findings only); multi-label inputs "
+                                 f"carry the {MULTILABEL_INPUT!r} marker")
+            return self.head
+        if self.multilabel_head is None:
+            raise ValueError(f"{self.family}: multi-label inputs, but the model was built without findings")
+        if not bool(marker.all()):
+            raise ValueError("a batch mixes multi-label and VQA rows; encode and score each task separately")
+        return self.multilabel_head
+
+    @property
+    def task_kinds(self) -> tuple[str, ...]:
+        """The tasks this model has a head for: ("vqa",), ("multilabel",) or both."""
+        return tuple(kind for kind, head in ((TASK_VQA, self.head), (TASK_MULTILABEL, self.multilabel_head))
+                     if head is not None)
 
     # ------------------------------------------------------------------ units and trainable state
     def unit_parameter_names(self) -> dict[str, list[str]]:
         """Unit name -> names (as in `named_parameters()`) of its trainable tensors in this mode.
 
-        Layer mode: the block's own weights; adapter mode: the LoRA A/B tensors inside the block.
-        The extra key "head" lists the head's parameters.
+        Layer mode: the block's own weights; adapter mode: the LoRA A/B tensors inside the block; PEFT
+        modes: see `f3ocus.models.peft_modes` (a unit may own no tensor, e.g. bias mode on LLaMA blocks).
+        The extra key "head" lists the heads' parameters (answer head and multi-label head, whichever
+        exist; in prompt mode also the prompt vectors).
         """
         return {unit: list(names) for unit, names in self._unit_names.items()}
 
@@ -120,12 +180,25 @@ class VqaModel(nn.Module):
         params = dict(self.named_parameters())
         return {unit: sum(params[name].numel() for name in names) for unit, names in self._unit_names.items()}
 
-    def set_trainable(self, mask: Sequence[bool], train_head: bool = True) -> None:
+    def task_head_names(self, task_kind: str) -> list[str]:
+        """The "head" group tensors a client of `task_kind` ("vqa" | "multilabel") trains and uploads: all of
+        the group but the other task's head.
+
+        Raises:
+            ValueError: an unknown task kind.
+        """
+        if task_kind not in (TASK_VQA, TASK_MULTILABEL):
+            raise ValueError(f"task kind must be {TASK_VQA!r} or {TASK_MULTILABEL!r}, got {task_kind!r}")
+        other = (MULTILABEL_HEAD if task_kind == TASK_VQA else HEAD) + "."
+        return [name for name in self._unit_names[HEAD] if not name.startswith(other)]
+
+    def set_trainable(self, mask: Sequence[bool], train_head: bool = True, task_kind: str | None = None) -> None:
         """Set `requires_grad` True exactly for the selected units' tensors (+ head); freeze the rest.
 
         Args:
             mask: (L,) bools aligned with `units`.
             train_head: whether the head is trainable too.
+            task_kind: with `train_head`, only this task's head (`task_head_names`); None = every head.
 
         Raises:
             ValueError: `mask` length differs from the number of units.
@@ -134,12 +207,14 @@ class VqaModel(nn.Module):
             raise ValueError(f"mask has {len(mask)} entries, model has {len(self.units)} units")
         selected = {name for unit, keep in zip(self.units, mask) if keep for name in self._unit_names[unit]}
         if train_head:
-            selected.update(self._unit_names[HEAD])
+            selected.update(self._unit_names[HEAD] if task_kind is None else self.task_head_names(task_kind))
         for name, param in self.named_parameters():
             param.requires_grad_(name in selected)
 
-    def trainable_state(self, units: Iterable[str] | None = None, include_head: bool = True) -> dict[str, torch.Tensor]:
-        """Flat {parameter name: detached CPU clone} of the given units' tensors (all units if None).
+    def trainable_state(self, units: Iterable[str] | None = None, include_head: bool = True,
+                        task_kind: str | None = None) -> dict[str, torch.Tensor]:
+        """Flat {parameter name: detached CPU clone} of the given units' tensors (all units if None), + the
+        head group (`include_head`; only `task_kind`'s head when given, see `task_head_names`).
 
         Raises:
             KeyError: an unknown unit name.
@@ -148,11 +223,11 @@ class VqaModel(nn.Module):
         unknown = [unit for unit in wanted if unit not in self.units]
         if unknown:
             raise KeyError(f"unknown unit(s) {unknown}; known: {list(self.units)}")
+        names = [name for unit in wanted for name in self._unit_names[unit]]
         if include_head:
-            wanted.append(HEAD)
+            names += self._unit_names[HEAD] if task_kind is None else self.task_head_names(task_kind)
         params = dict(self.named_parameters())
-        return {name: params[name].detach().to("cpu", copy=True)
-                for unit in wanted for name in self._unit_names[unit]}
+        return {name: params[name].detach().to("cpu", copy=True) for name in names}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         """Copy a (partial) `trainable_state` into this model's tensors, in place.
@@ -181,8 +256,11 @@ class VqaModel(nn.Module):
             inside = [name for name in names if name.startswith(prefix)]
             if self.unit_mode == "adapter":
                 inside = [name for name in inside if LORA_MARKER in name]
+            elif self.unit_mode != "layer":
+                inside = peft_unit_tensors(self.unit_mode, self.backbone, unit, prefix, names)
             owned[unit.name] = inside
-        owned[HEAD] = [name for name in names if name.startswith(HEAD + ".")]
+        # The prompt vectors are trained with the head, by every client every round (PromptFL).
+        owned[HEAD] = [name for name in names if name.startswith((HEAD + ".", MULTILABEL_HEAD + ".", PROMPT + "."))]
         return owned
 
 

@@ -92,4 +92,6 @@ def round_result(record: dict[str, Any], run_info: dict[str, Any]) -> dict[str, 
     }
     if record["train_loss"] is not None:
         result[names.TRAIN_LOSS] = record["train_loss"]
+    if record.get("score") is not None:  # accuracy (VQA) / micro-F1 (multi-label clients), mean over clients
+        result[names.EVAL_SCORE] = record["score"]
     return result

@@ -1,7 +1,11 @@
 """Metric names (`phase/name`, step = round_idx; round 0 is the evaluation before any training)."""
 
-EVAL_ACC = "eval/acc"
+EVAL_ACC = "eval/acc"  # mean accuracy of the VQA clients (no VQA client: multi-label subset accuracy)
 EVAL_LOSS = "eval/loss"
+EVAL_SCORE = "eval/score"  # mean over clients of accuracy (VQA) or micro-F1 (multi-label): the benchmark number
+EVAL_F1 = "eval/f1"  # mean micro-F1 of the multi-label clients (only when there is one)
+EVAL_F1_MACRO = "eval/f1_macro"  # mean macro-F1 of the multi-label clients
+EVAL_SUBSET_ACC = "eval/subset_acc"  # mean subset (exact set) accuracy of the multi-label clients
 TRAIN_LOSS = "train/loss"
 COMM_BYTES_UP = "comm/bytes_up"
 COMM_BYTES_DOWN = "comm/bytes_down"
