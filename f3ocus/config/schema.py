@@ -43,6 +43,10 @@ class LoraConfig:
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
+# The values of `ModelConfig.unit_mode` (the Literal below must list the same names).
+UNIT_MODES: tuple[str, ...] = ("layer", "adapter", "bottleneck", "layernorm", "bias", "prompt")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which VLM, from which weights, and what a selectable unit is.
@@ -50,18 +54,28 @@ class ModelConfig:
     `checkpoint`: "foundation" = the tiny preset pretrained offline on easy-vqa and cached (built on first
     use); "scratch" = the tiny preset with random weights (tests); anything else = a hub id or a local
     directory passed to `from_pretrained`.
+
+    `unit_mode`: what a unit trains. "layer" = the block's own weights; "adapter" = LoRA (`lora`) in every
+    Linear of the block; "bottleneck" = one bottleneck adapter (width `bottleneck_dim`) on the block's
+    output; "layernorm" = the block's norm weights/biases; "bias" = the block's bias tensors (BitFit);
+    "prompt" = `prompt_length` learned prompt vectors trained with the head (units own nothing). With
+    `selection.method: full` these are the paper's PEFT baselines (`f3ocus.models.peft_modes`).
     """
 
     family: str = "llava"
     checkpoint: str = "foundation"
-    unit_mode: Literal["layer", "adapter"] = "layer"
+    unit_mode: Literal["layer", "adapter", "bottleneck", "layernorm", "bias", "prompt"] = "layer"
     lora: LoraConfig = field(default_factory=LoraConfig)
+    bottleneck_dim: int = 16
+    prompt_length: int = 4
     image_size: int = 32
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        _require(self.unit_mode in ("layer", "adapter"), "unit_mode",
-                 f"must be 'layer' or 'adapter', got {self.unit_mode!r}")
+        _require(self.unit_mode in UNIT_MODES, "unit_mode",
+                 f"must be one of {', '.join(UNIT_MODES)}, got {self.unit_mode!r}")
+        _require(self.bottleneck_dim >= 1, "bottleneck_dim", f"must be >= 1, got {self.bottleneck_dim}")
+        _require(self.prompt_length >= 1, "prompt_length", f"must be >= 1, got {self.prompt_length}")
         _require(self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
 
 
@@ -85,11 +99,37 @@ class PartitionConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """One source of a `task: multi_source` dataset; all its rows become one client named `name`.
+
+    `task`, `path` and `modalities` mean what they mean in `DataConfig` for that task (any task but
+    multi_source). `name`: the client and `source` value of its rows (default: `task`); names must differ.
+    """
+
+    task: str
+    path: str | None = None
+    name: str | None = None
+    modalities: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.task != "multi_source", "task", "a source cannot itself be multi_source")
+        _require(self.name is None or bool(self.name.strip()), "name", "must be a non-empty name or null")
+
+    @property
+    def client(self) -> str:
+        """The client (and source) name of this source's rows."""
+        return self.name or self.task
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Which VQA data, where from, how much.
 
     `task`: ultra_medvqa (MedMNIST-v2 `.npz` folder -> VQA; `path: null` generates synthetic `.npz`),
-    easy_vqa, slake, vqa_rad, pathvqa (hub name or local directory in `path`).
+    easy_vqa, slake, vqa_rad, pathvqa (hub name or local directory in `path`), vqamed (an ImageCLEF
+    VQA-Med year folder in `path`), easy_vqa_domains (easy-vqa under image-domain shifts, one client per
+    shift named in `modalities`), cxr_multilabel (chest X-ray multi-label classification rows from a CSV +
+    image folder in `path`; `path: null` generates a synthetic one), multi_source (`sources`, one client each).
     `on_bad_row`: what a bad row does (an unreadable, truncated, 16-bit/float or empty image; a missing
     question or answer; an answer outside the builder's closed answer set; a MedMNIST label out of range):
     "fail" stops before Ray starts with `data error: <file>: row <i>: <problem>` (exit code 2); "skip" drops
@@ -106,9 +146,18 @@ class DataConfig:
     npz_size: int = 28
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     on_bad_row: Literal["fail", "skip"] = "fail"
+    sources: tuple[SourceConfig, ...] = ()
 
     def __post_init__(self) -> None:
         _require(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+        if self.task == "multi_source":
+            _require(len(self.sources) >= 1, "sources", "task multi_source needs at least one source")
+            _require(self.modalities is None, "modalities", "task multi_source takes modalities per source")
+            names = [source.client for source in self.sources]
+            duplicate = sorted({name for name in names if names.count(name) > 1})
+            _require(not duplicate, "sources", f"two sources share the client name {duplicate[:1]}; set `name`")
+        else:
+            _require(not self.sources, "sources", f"only task multi_source reads sources (task is {self.task!r})")
         _require(self.samples_per_client is None or self.samples_per_client >= 10, "samples_per_client",
                  f"must be >= 10 or null, got {self.samples_per_client}")
         _require(self.on_bad_row in ("fail", "skip"), "on_bad_row", f"must be fail or skip, got {self.on_bad_row!r}")
@@ -180,8 +229,10 @@ class FederationConfig:
 class SelectionConfig:
     """Which units each client trains each round.
 
-    `method`: a registered selector (full, random, first_k, last_k, top_k, lntk, f3ocus, ...). `scorer`: the
-    per-unit importance scorer clients run when the selector needs scores (top_k, lntk, f3ocus).
+    `method`: a registered selector (full, fed_dropout, random (a static subset), first_k, last_k, top_k,
+    lntk, f3ocus, ...). `scorer`: the per-unit importance scorer clients run when the selector needs scores
+    (top_k, lntk, f3ocus): grad_norm, lntk[_<solver>_<kernel>], or a paper baseline (magnitude, fisher,
+    gradflow, grasp, snip, rgn, synflow, fedselect, spt; with top_k).
     `score_batch_size`: samples per client used for scoring.
     F3OCUS server step (read only by method "f3ocus"): `solver` (nsga2, abc, aco, sa, mopso, flow),
     `pop_size` and `max_evals` (objective evaluations per round), `archive_size` (most front points kept),

@@ -3,7 +3,7 @@
 Each failure is a `ConfigError` naming the field: unknown model family / selector / scorer / task, a
 local data or checkpoint path that does not exist, a budget larger than the model's number of units,
 a budgets list whose length does not match the number of clients, `federation.min_clients` above the
-number of clients.
+number of clients, prompt mode without the head (the prompt trains with the head).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from pathlib import Path
 
 from f3ocus.config.schema import ConfigError, ExperimentConfig
 
-TASKS = ("ultra_medvqa", "easy_vqa", "slake", "vqa_rad", "pathvqa")
+SOURCE_TASKS = ("ultra_medvqa", "easy_vqa", "slake", "vqa_rad", "pathvqa", "vqamed", "easy_vqa_domains",
+                "cxr_multilabel")  # what one source of a multi_source task may be
+TASKS = (*SOURCE_TASKS, "multi_source")
+LOCAL_TASKS = ("ultra_medvqa", "easy_vqa", "vqamed", "cxr_multilabel")  # `path` is always a local folder
 BUILTIN_CHECKPOINTS = ("foundation", "scratch")
 
 
@@ -30,20 +33,20 @@ def validate(cfg: ExperimentConfig) -> list[str]:
     _known("selection.method", cfg.selection.method, SELECTORS)
     _known("selection.scorer", cfg.selection.scorer, SCORERS)
     _known("data.task", cfg.data.task, TASKS)
-    if cfg.data.task == "ultra_medvqa" and cfg.data.modalities is not None:
-        from f3ocus.data.medmnist_meta import FLAGS
-
-        for index, flag in enumerate(cfg.data.modalities):
-            _known(f"data.modalities[{index}]", flag, FLAGS)
+    _check_source("data", cfg.data.task, cfg.data.path, cfg.data.modalities)
+    for index, source in enumerate(cfg.data.sources):
+        _known(f"data.sources[{index}].task", source.task, SOURCE_TASKS)
+        _check_source(f"data.sources[{index}]", source.task, source.path, source.modalities)
     if cfg.model.checkpoint not in BUILTIN_CHECKPOINTS and _looks_local(cfg.model.checkpoint):
         _exists("model.checkpoint", cfg.model.checkpoint)
-    if cfg.data.path is not None and (cfg.data.task in ("ultra_medvqa", "easy_vqa") or _looks_local(cfg.data.path)):
-        _exists("data.path", cfg.data.path)
     checkpoint = "scratch" if cfg.model.checkpoint in BUILTIN_CHECKPOINTS else cfg.model.checkpoint
     try:
         units = list_units(cfg.model.family, checkpoint, cache_dir=cfg.model.cache_dir)
     except (OSError, ValueError) as error:
         raise ConfigError("model.checkpoint", f"cannot read the model config: {error}") from None
+    if cfg.model.unit_mode == "prompt" and not cfg.federation.train_head:
+        raise ConfigError("federation.train_head", "must be true with model.unit_mode 'prompt': the prompt vectors "
+                                                   "train with the head and the units own nothing")
     check_budgets(cfg, num_units=len(units), num_clients=expected_num_clients(cfg))
     check_min_clients(cfg, num_clients=expected_num_clients(cfg))
     return units
@@ -82,12 +85,38 @@ def check_min_clients(cfg: ExperimentConfig, *, num_clients: int | None) -> None
 
 def expected_num_clients(cfg: ExperimentConfig) -> int | None:
     """The client count when the config alone determines it (else it is known after the data is built)."""
-    partition = cfg.data.partition
+    partition, data = cfg.data.partition, cfg.data
     if partition.scheme != "natural":
         return partition.num_clients
-    if cfg.data.task == "ultra_medvqa" and cfg.data.modalities and partition.by == "source":
-        return len(cfg.data.modalities)  # one client per MedMNIST file
+    if data.task == "multi_source" and partition.by in ("source", "client"):
+        return len(data.sources)  # one client per source
+    if data.task == "ultra_medvqa" and data.modalities and partition.by == "source":
+        return len(data.modalities)  # one client per MedMNIST file
+    if data.task == "ultra_medvqa" and data.modalities and partition.by == "modality":
+        from f3ocus.data.medmnist_meta import medmnist_info
+
+        return len({medmnist_info(flag).modality for flag in data.modalities})
+    if data.task == "easy_vqa_domains" and partition.by == "modality":
+        from f3ocus.data.domains import DOMAINS
+
+        return len(data.modalities or DOMAINS)  # one client per domain shift
     return None
+
+
+def _check_source(where: str, task: str, path: str | None, modalities: tuple[str, ...] | None) -> None:
+    """Per-task checks of a data section or one multi_source source (`where` prefixes the field names)."""
+    known = None
+    if task == "ultra_medvqa":
+        from f3ocus.data.medmnist_meta import FLAGS as known
+    elif task == "easy_vqa_domains":
+        from f3ocus.data.domains import DOMAINS as known
+    if known is not None:
+        for index, name in enumerate(modalities or ()):
+            _known(f"{where}.modalities[{index}]", name, known)
+    if task == "vqamed" and path is None:
+        raise ConfigError(f"{where}.path", "task vqamed reads a local VQA-Med folder: set its path")
+    if path is not None and (task in LOCAL_TASKS or _looks_local(path)):
+        _exists(f"{where}.path", path)
 
 
 def _known(field_path: str, value: str, known) -> None:
