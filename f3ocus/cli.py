@@ -1,4 +1,4 @@
-"""The `f3ocus` command: run, validate, pretrain, units, solve, mlflow-replay, report, sweep, mlflow-server.
+"""The `f3ocus` command: run, validate, pretrain, units, solve, mlflow-replay, report, sweep, mlflow-server, bench.
 
 User errors (an invalid config: `ConfigError`; bad data: `f3ocus.data.schema.DataError`) print one line,
 `config error: <field>: ...` or `data error: <file or row>: ...`, and exit with code 2, never a traceback;
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from f3ocus.config.load import load_config
-from f3ocus.config.schema import ConfigError
+from f3ocus.config.schema import UNIT_MODES, ConfigError
+from f3ocus.benchmarks.paper import add_bench_parser
 from f3ocus.selection.solve_cli import add_solve_parser
 from f3ocus.sweeps.cli import add_sweep_parsers
 
@@ -72,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     units = commands.add_parser("units", help="list a model's selectable units and their sizes")
     units.add_argument("--model", required=True, help="tiny-<family>, or FAMILY:CHECKPOINT (hub id / local dir)")
-    units.add_argument("--unit-mode", choices=("layer", "adapter"), default="layer")
+    units.add_argument("--unit-mode", choices=UNIT_MODES, default="layer")
     units.set_defaults(handler=_units)
 
     replay = commands.add_parser("mlflow-replay", help="send the MLflow records a run buffered while MLflow was down")
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_solve_parser(commands)
     add_sweep_parsers(commands)  # sweep, mlflow-server (f3ocus/sweeps/cli.py)
+    add_bench_parser(commands)  # bench paper (f3ocus/benchmarks/paper.py)
     return parser
 
 

@@ -1,0 +1,309 @@
+"""`f3ocus bench paper`: the paper's comparison (METHOD.md §5) as a resumable grid of ordinary experiments.
+
+    f3ocus bench paper [--quick] [--seeds K] [--tasks t1,t4] [--methods f3ocus,snip] [--models vilt,blip]
+                       [--jobs 2] [--engine local|ray] [--output-dir runs] [--set key=value ...]
+
+Order: build and schema-check every cell's config (exit 2 naming the cell and field, before anything runs) ->
+open (or, on a re-run, reopen) the parent MLflow run -> run each cell not already done through
+`run_experiment` (the same coordinator, worker, aggregation and tracking as `f3ocus run`; `--engine local`
+by default: one process per cell runner instead of ~30 s of Ray start-up per cell), each as an MLflow child
+run -> write `cells/<cell>.json` as each cell ends (a crash or Ctrl-C loses at most the running cells; the
+same command resumes) -> Tables A and B printed, written to `tables.md`/`tables.json` and logged on the parent.
+With `--jobs N > 1` cells run in N spawned processes; a SQLite store then sits behind a local MLflow server
+(SQLite has one writer), as in sweeps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+from f3ocus.benchmarks import tables
+from f3ocus.benchmarks.grid import PROFILES, TASKS_DIR, Cell, build_cells
+from f3ocus.benchmarks.methods import METHODS, PEFT_METHODS, SELECTION_METHODS
+from f3ocus.config.schema import ConfigError, ExperimentConfig
+
+PARENT_TAG = "mlflow.parentRunId"
+EXPERIMENT = "bench-paper"
+BYTES_PER_VALUE = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def add_bench_parser(commands: Any) -> None:
+    """`f3ocus bench paper ...` (registered by `f3ocus.cli`)."""
+    bench = commands.add_parser("bench", help="benchmarks that reproduce the paper's tables")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    paper = kinds.add_parser("paper", help="methods x tasks x tiny models offline; Tables A and B (resumable)")
+    paper.add_argument("--quick", action="store_true", help="the <= 20 min grid (profile 'quick'); default 'full'")
+    paper.add_argument("--seeds", type=int, help="seeds 0..K-1 (default: the profile's)")
+    paper.add_argument("--tasks", type=_names, help="comma-separated task keys, e.g. t1,t4 (configs/tasks/)")
+    paper.add_argument("--methods", type=_names, help=f"comma-separated; known: {', '.join(METHODS)}")
+    paper.add_argument("--models", type=_names, help="comma-separated model families, e.g. vilt,blip")
+    paper.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
+    paper.add_argument("--engine", choices=("local", "ray"), default="local", help="federation.engine of every cell")
+    paper.add_argument("--output-dir", default="runs", help="MLflow store and bench/ folder root (default runs)")
+    paper.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<output-dir>/mlflow.db")
+    paper.add_argument("--experiment", default=EXPERIMENT, help=f"MLflow experiment (default {EXPERIMENT})")
+    paper.add_argument("--tasks-dir", type=Path, default=TASKS_DIR, help="where t<k>_<name>.yaml task configs are "
+                       "(default: the repository's configs/tasks)")
+    paper.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key in every cell, e.g. --set federation.local_epochs=2")
+    paper.set_defaults(handler=_bench_paper)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _bench_paper(args: argparse.Namespace) -> int:
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError("--seeds", f"must be >= 1, got {args.seeds}")
+    if args.jobs < 1:
+        raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
+    summary = run_paper_bench(
+        profile="quick" if args.quick else "full", tasks=args.tasks, methods=args.methods, models=args.models,
+        seeds=args.seeds, jobs=args.jobs, engine=args.engine, output_dir=Path(args.output_dir),
+        tracking_uri=args.tracking_uri, experiment=args.experiment, overrides=tuple(args.overrides),
+        tasks_dir=args.tasks_dir)
+    return 0 if not summary["failed"] else 1
+
+
+def run_paper_bench(*, profile: str = "full", tasks: tuple[str, ...] | None = None,
+                    methods: tuple[str, ...] | None = None, models: tuple[str, ...] | None = None,
+                    seeds: int | None = None, jobs: int = 1, engine: str = "local", output_dir: Path = Path("runs"),
+                    tracking_uri: str | None = None, experiment: str = EXPERIMENT, overrides: tuple[str, ...] = (),
+                    tasks_dir: Path = TASKS_DIR, show: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the grid; return {"cells": [...summaries], "failed": [...ids], "tables": {...}, "dir"}."""
+    from f3ocus.experiment import OFFLINE_ENV
+    from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
+
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    output_dir = output_dir.expanduser().resolve()
+    bench_dir = output_dir / "bench" / f"paper-{profile}"
+    store_uri = tracking_uri or resolve_tracking_uri(None, output_dir)
+    cells = build_cells(PROFILES[profile], tasks=tasks, methods=methods, models=models, seeds=seeds,
+                        engine=engine, overrides=overrides, tasks_dir=tasks_dir,
+                        tracking={"experiment": experiment, "output_dir": str(bench_dir / "runs")})
+    _validate(cells, show)
+    done = {cell.id: result for cell in cells if (result := _finished(bench_dir, cell)) is not None}
+    pending = [cell for cell in cells if cell.id not in done]
+    show(f"bench paper ({profile}): {len(cells)} cells, {len(done)} already done, {len(pending)} to run; "
+         f"{bench_dir}")
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        uri = store_uri
+        if jobs > 1 and len(pending) > 1 and store_uri.startswith("sqlite"):
+            from f3ocus.sweeps.tracking import MlflowServer, ensure_experiment
+
+            # Created on the store itself first, so its artifacts stay plain files that a later run with the
+            # sqlite URI (a resumed bench, `mlflow ui`) reads without this temporary server.
+            ensure_experiment(store_uri, experiment, output_dir / "mlartifacts")
+
+            server = stack.enter_context(MlflowServer(store_uri, output_dir / "mlartifacts",
+                                                      bench_dir / "mlflow_server.log"))
+            uri = server.uri
+        parent = _open_parent(uri, experiment, bench_dir, output_dir, profile, cells)
+        failed: list[str] = []
+        for index, summary in enumerate(_run_cells(pending, uri, parent.run_id, jobs, bench_dir), start=1):
+            _write_json(bench_dir / "cells" / f"{summary['cell']}.json", summary)
+            done[summary["cell"]] = summary
+            status = (f"score {summary['score']:.3f}" if summary["status"] == "ok"
+                      else f"FAILED: {summary['error'].splitlines()[-1][:200]}")
+            show(f"[{index}/{len(pending)}] {summary['cell']:<32s} {status}  ({summary['seconds']:.0f} s)")
+            if summary["status"] != "ok":
+                failed.append(summary["cell"])
+        results = [done[cell.id] for cell in cells]
+        report = _tables(cells, results)
+        _write_json(bench_dir / "tables.json", report)
+        (bench_dir / "tables.md").write_text(report["markdown"])
+        parent.log_dict(report, "bench/tables.json")
+        parent.log_artifact(bench_dir / "tables.md", "bench")
+        parent.log_metrics({f"table_a/{row['method']}": row["row_mean"] for row in report["table_a"]["rows"]
+                            if row["row_mean"] == row["row_mean"]}, step=0)
+        parent.close("FINISHED" if not failed else "FAILED")
+    show("")
+    show(report["markdown"])
+    show(f"\ncells: {bench_dir / 'cells'}  tables: {bench_dir / 'tables.md'}  MLflow: {store_uri} "
+         f"(experiment {experiment}, parent run {parent.run_id})")
+    if failed:
+        show(f"{len(failed)} cell(s) failed (re-run the same command to retry them): {', '.join(failed)}")
+    return {"cells": results, "failed": failed, "tables": report, "dir": str(bench_dir)}
+
+
+# ------------------------------------------------------------------------------------------ before running
+def _validate(cells: list[Cell], show: Callable[[str], None]) -> None:
+    """Cross-section checks (budgets vs the model's units, ...) once per distinct config shape."""
+    from f3ocus.config.validate import validate
+
+    seen: set[tuple[str, str, str]] = set()
+    for cell in cells:
+        key = (cell.task, cell.model, cell.method)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            validate(cell.config)
+        except ConfigError as error:
+            raise ConfigError(error.field, f"{error.message} (cell {cell.id})") from None
+
+
+def _finished(bench_dir: Path, cell: Cell) -> dict[str, Any] | None:
+    """The cell's saved summary if it finished with this same config, else None (it runs again)."""
+    path = bench_dir / "cells" / f"{cell.id}.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("status") == "ok" and summary.get("config_hash") == cell.config_hash else None
+
+
+def _open_parent(uri: str, experiment: str, bench_dir: Path, output_dir: Path, profile: str, cells: list[Cell]):
+    """The bench's parent run: the one this bench dir already has (a resumed bench), else a new one."""
+    from f3ocus.tracking import MlflowLogger
+
+    marker = bench_dir / "parent_run.json"
+    previous = json.loads(marker.read_text()) if marker.exists() else {}
+    run_id = previous.get("run_id") if previous.get("experiment") == experiment else None
+    if run_id is not None:
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(uri).get_run(run_id)
+        except Exception:  # noqa: BLE001 - a parent from another store: start a new one
+            run_id = None
+    logger = MlflowLogger(uri, experiment, f"bench-paper-{profile}", output_dir / "mlartifacts",
+                          tags={"f3ocus.bench": "paper", "f3ocus.bench.role": "parent"}, run_id=run_id,
+                          buffer_path=bench_dir / "mlflow_buffer.jsonl")
+    if run_id is None:
+        logger.log_params({"profile": profile, "cells": len(cells),
+                           "tasks": ",".join(sorted({c.task for c in cells})),
+                           "models": ",".join(sorted({c.model for c in cells})),
+                           "methods": ",".join(dict.fromkeys(c.method for c in cells)),
+                           "seeds": len({c.seed for c in cells})})
+        _write_json(marker, {"run_id": logger.run_id, "experiment": experiment})
+    return logger
+
+
+# ------------------------------------------------------------------------------------------ running
+def _run_cells(cells: list[Cell], uri: str, parent_run_id: str, jobs: int, bench_dir: Path):
+    """Yield each cell's summary as it finishes (in-process for one job, spawned processes for more)."""
+    calls = [(cell.config, cell.id, cell.config_hash, uri, parent_run_id, str(bench_dir / "logs")) for cell in cells]
+    if jobs == 1 or len(cells) <= 1:
+        for call in calls:
+            yield run_cell(*call)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        queue = list(calls)
+        running = {pool.submit(run_cell, *queue.pop(0)) for _ in range(min(jobs, len(queue)))}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if queue:
+                    running.add(pool.submit(run_cell, *queue.pop(0)))
+                yield future.result()
+
+
+def run_cell(config: ExperimentConfig, cell_id: str, config_hash: str, uri: str, parent_run_id: str,
+             log_dir: str) -> dict[str, Any]:
+    """Run one cell as an MLflow child of the parent; return its summary (never raises: failures are data)."""
+    from f3ocus.experiment import run_experiment
+
+    task, model, method, seed = cell_id.rsplit(".", 3)[0], *cell_id.rsplit(".", 3)[1:]
+    summary: dict[str, Any] = {"cell": cell_id, "task": task, "model": model, "method": method,
+                               "seed": int(seed.removeprefix("s")), "config_hash": config_hash}
+    config = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, tracking_uri=uri))
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(Path(log_dir) / f"{cell_id}.log", "w") as log:
+        try:
+            result = run_experiment(config, show=lambda line: print(line, file=log, flush=True), run_tags={
+                PARENT_TAG: parent_run_id, "f3ocus.bench": "paper", "f3ocus.bench.cell": cell_id,
+                "f3ocus.bench.task": task, "f3ocus.bench.method": method, "f3ocus.bench.seed": seed})
+            summary.update(status="ok", **cell_figures(config, result))
+            if METHODS[method].group == "peft":
+                summary["gflop_per_client_round"] = round_gflops(config, result)
+                summary["gflop_method"] = "counted: torch FlopCounterMode, one batch, scaled to a round"
+        except Exception as error:  # noqa: BLE001 - one cell's failure is recorded, the grid goes on
+            traceback.print_exc(file=log)
+            summary.update(status="failed", error=f"{type(error).__name__}: {error}")
+    summary["seconds"] = time.perf_counter() - started
+    return summary
+
+
+def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, Any]:
+    """Score and per-client communication figures of a finished run's `result.json` content."""
+    final = result["final"]
+    score = final.get("score", final["accuracy"])
+    per_client = {client: values.get("score", values["accuracy"]) for client, values in final["per_client"].items()}
+    trained = [record for record in result["history"] if record.get("round", 0) >= 1]
+    uploads = [size for record in trained for size in record.get("bytes_up_per_client", {}).values()]
+    mean_bytes = sum(uploads) / len(uploads) if uploads else float("nan")
+    return {"score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
+            "upload_mbit_per_client_round": mean_bytes * 8 / 1e6,
+            "trainable_params_per_client_round": mean_bytes / BYTES_PER_VALUE[config.federation.upload_dtype],
+            "rounds": result["rounds"], "clients": sorted(per_client),
+            "budgets": list(config.federation.budgets) if isinstance(config.federation.budgets, tuple)
+            else config.federation.budgets, "mlflow_run_id": result.get("mlflow_run_id")}
+
+
+def round_gflops(config: ExperimentConfig, result: dict[str, Any]) -> float:
+    """Mean over clients of one round's counted GFLOP (training with round 1's selection, + scoring if the
+    method scores), from one batch per client on a fresh worker."""
+    from f3ocus.experiment import build_data, worker_spec, Prepared
+    from f3ocus.federated.messages import GlobalState
+    from f3ocus.federated.worker import ClientWorker
+    from f3ocus.selection.registry import SELECTORS
+
+    store = build_data(config)
+    prepared = Prepared(Path(result["run_dir"]), store.root, config.model.cache_dir, None, None)
+    worker = ClientWorker(worker_spec(config, prepared))
+    info = worker.model_info()
+    state = GlobalState(-1, info.initial_tensors)
+    first = next(record for record in result["history"] if record.get("round") == 1)
+    scores = SELECTORS[config.selection.method].needs_scores
+    totals = []
+    for client, units in first["selected"].items():
+        mask = tuple(unit in set(units) for unit in info.units)
+        flops = worker.count_flops(state, client, mask, score=scores)
+        totals.append((flops["train"] + flops["score"]) / 1e9)
+    return sum(totals) / len(totals)
+
+
+# ------------------------------------------------------------------------------------------ tables
+def _tables(cells: list[Cell], results: list[dict[str, Any]]) -> dict[str, Any]:
+    tasks = list(dict.fromkeys(cell.task for cell in cells))
+    models = list(dict.fromkeys(cell.model for cell in cells))
+    present = {cell.method for cell in cells}
+    selection = [m.name for m in SELECTION_METHODS if m.name in present]
+    peft = [m.name for m in PEFT_METHODS if m.name in present]
+    table_a = tables.table_a(results, selection, [(task, model) for task in tasks for model in models])
+    table_b = [tables.table_b(results, peft, tasks[0], model) for model in models] if peft else []
+    parts = ["## Table A: final score x100 (accuracy T1-T3, micro-F1 T4-T5, per-client metric mean T6), "
+             "mean ± std over seeds", "", tables.markdown_a(table_a), "", "Per-client budgets (units per round, "
+             "clients in sorted order): " + "; ".join(f"{task.upper()} {_budgets(cells, task)}" for task in tasks)]
+    for table in table_b:
+        parts += ["", f"## Table B: efficiency and per-client score on {table['task'].upper()}, {table['model']} "
+                      "(per client per round, mean over clients, rounds and seeds)", "", tables.markdown_b(table)]
+    return {"table_a": table_a, "table_b": table_b, "markdown": "\n".join(parts) + "\n"}
+
+
+def _budgets(cells: list[Cell], task: str) -> str:
+    budgets = next(cell.config.federation.budgets for cell in cells if cell.task == task)
+    return str(list(budgets)) if isinstance(budgets, tuple) else f"{budgets} each"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.replace(path)
+

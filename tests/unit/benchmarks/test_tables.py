@@ -1,0 +1,64 @@
+"""Tables A and B of `f3ocus bench paper` against hand-computed values."""
+
+import math
+
+import pytest
+
+from f3ocus.benchmarks import tables
+from f3ocus.benchmarks.grid import PROFILES
+from f3ocus.benchmarks.methods import METHODS, PEFT_METHODS, SELECTION_METHODS
+
+
+def _cell(method, task, model, seed, score, **extra):
+    return {"method": method, "task": task, "model": model, "seed": seed, "status": "ok", "score": score, **extra}
+
+
+def test_mean_std_is_sample_std_and_zero_for_one_value():
+    assert tables.mean_std([0.5]) == (0.5, 0.0)
+    mean, std = tables.mean_std([1.0, 2.0, 4.0])
+    assert mean == pytest.approx(7 / 3)
+    assert std == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    assert all(math.isnan(value) for value in tables.mean_std([]))
+
+
+def test_table_a_means_stds_and_row_mean_by_hand():
+    cells = [_cell("f3ocus", "t1", "vilt", 0, 0.60), _cell("f3ocus", "t1", "vilt", 1, 0.70),
+             _cell("f3ocus", "t4", "vilt", 0, 0.40), _cell("f3ocus", "t4", "vilt", 1, 0.50),
+             _cell("snip", "t1", "vilt", 0, 0.55), {**_cell("snip", "t4", "vilt", 0, 0.9), "status": "failed"}]
+    table = tables.table_a(cells, ["f3ocus", "snip"], [("t1", "vilt"), ("t4", "vilt")])
+    assert table["columns"] == ["T1 vilt", "T4 vilt"]
+    f3ocus, snip = table["rows"]
+    assert f3ocus["cells"][0]["mean"] == pytest.approx(65.0)
+    assert f3ocus["cells"][0]["std"] == pytest.approx(math.sqrt(50.0))  # (5^2 + 5^2) / (2 - 1)
+    assert f3ocus["row_mean"] == pytest.approx((65.0 + 45.0) / 2)
+    assert snip["cells"][0] == {"mean": pytest.approx(55.0), "std": 0.0, "n": 1}
+    assert snip["cells"][1]["n"] == 0 and math.isnan(snip["row_mean"])  # a failed cell is not a result
+    text = tables.markdown_a(table)
+    assert "| F3OCUS | 65.0 ± 7.1 | 45.0 ± 7.1 | 55.0 |" in text
+    assert "| SNIP | 55.0 ± 0.0 | – | – |" in text
+
+
+def test_table_b_averages_efficiency_and_per_client_scores_over_seeds():
+    runs = [_cell("lora_all", "t1", "blip", seed, score, per_client={"a": a, "b": b},
+                  upload_mbit_per_client_round=up, gflop_per_client_round=flop, trainable_params_per_client_round=p)
+            for seed, score, a, b, up, flop, p in [(0, 0.5, 0.4, 0.6, 2.0, 1.0, 1000.0),
+                                                   (1, 0.7, 0.6, 0.8, 4.0, 3.0, 3000.0)]]
+    table = tables.table_b(runs, ["full_ft", "lora_all"], "t1", "blip")
+    assert table["clients"] == ["a", "b"]
+    (row,) = table["rows"]  # full_ft has no cell: no row
+    assert row["upload_mbit"] == pytest.approx(3.0) and row["gflop"] == pytest.approx(2.0)
+    assert row["trainable_params"] == pytest.approx(2000.0)
+    assert row["per_client"] == {"a": pytest.approx(50.0), "b": pytest.approx(70.0)}
+    assert row["score"][0] == pytest.approx(60.0)
+    assert "| LoRA (all units) | 3.000 | 2.000 | 2,000 | 50.0 | 70.0 | 60.0 ± 14.1 |" in tables.markdown_b(table)
+
+
+def test_method_table_covers_the_papers_baselines_and_profiles_name_known_methods():
+    labels = {method.label for method in SELECTION_METHODS}
+    for name in ("Federated Dropout", "Last-K", "Magnitude", "FishMask", "GradFlow", "GraSP", "SNIP", "RGN",
+                 "SynFlow", "FedSelect", "SPT", "LNTK-only", "Random", "F3OCUS"):
+        assert name in labels
+    modes = {method.overrides["model.unit_mode"] for method in PEFT_METHODS}
+    assert modes == {"layer", "bottleneck", "adapter", "layernorm", "bias", "prompt"}
+    for profile in PROFILES.values():
+        assert set(profile.methods) <= set(METHODS)
