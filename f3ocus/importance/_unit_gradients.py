@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from typing import Iterator, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from f3ocus.importance.base import preserved_state
+from f3ocus.models.losses import IGNORE, mean_loss, per_sample_loss
 
-IGNORE = -1
 UnitTensors = dict[str, list[torch.Tensor]]  # unit -> its tensors, in `model.units` order
 
 
@@ -31,7 +30,8 @@ def unit_loss(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.T
         model: forward(**inputs) -> logits (B, C).
         inputs: encoded batch (B, ...).
         labels: (B,) long answer indices with -1 = outside the answer set (cross-entropy, as in
-            `train_epochs`), or (B, C) float multi-hot (binary cross-entropy with logits).
+            `train_epochs`), or (B, C) float multi-hot (binary cross-entropy with logits). The losses are
+            `f3ocus.models.losses` (the one definition training and LNTK use): "none" sums BCE over classes.
         reduction: "mean" (scalar: mean over labelled rows; 0 when no row is labelled, so every gradient
             is zero instead of NaN) or "none" ((B,) per-sample losses, 0 for rows labelled -1).
 
@@ -39,13 +39,11 @@ def unit_loss(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.T
         Scalar or (B,) loss, in the graph of whatever in `model` requires grad.
     """
     logits = model(**inputs)  # (B, C)
-    if labels.dim() == 2:  # multi-label rows: (B, C) multi-hot
-        losses = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none").mean(dim=1)
-        return losses if reduction == "none" else losses.mean()
-    losses = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")  # (B,), 0 where ignored
     if reduction == "none":
-        return losses
-    return losses.sum() / max(int((labels != IGNORE).sum()), 1)
+        return per_sample_loss(logits, labels)
+    if labels.dim() == 1 and not bool((labels != IGNORE).any()):
+        return logits.sum() * 0.0  # no labelled row: zero gradients instead of NaN
+    return mean_loss(logits, labels)
 
 
 @contextmanager

@@ -223,7 +223,7 @@ def test_multi_label_rows_use_binary_cross_entropy(tiny_model):
     model, inputs, _ = tiny_model
     targets = torch.tensor([[1, 0, 0, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0], [0, 1, 0, 0, 1]], dtype=torch.float32)
     logits = model(**inputs)
-    per_sample = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=1)  # (4,)
+    per_sample = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)  # (4,): l_i sums BCE over classes (f3ocus.models.losses)
     tensors = _unit_params(model)
     squares = np.zeros(3)
     for index in range(4):

@@ -211,3 +211,14 @@ def test_bce_training_of_a_scratch_vlm_fits_its_multilabel_rows():
     # Assert
     assert after.loss < before.loss
     assert after.f1 > before.f1
+
+
+def test_balanced_pos_weight_is_the_clipped_negative_to_positive_ratio():
+    from f3ocus.models.losses import MAX_POS_WEIGHT, balanced_pos_weight
+
+    # 4 rows, 4 classes: positives 1, 2, 0, 4 -> ratios 3/1, 2/2, (none: 1), 0/4 -> clipped to >= 1
+    targets = torch.tensor([[1, 1, 0, 1], [0, 1, 0, 1], [0, 0, 0, 1], [0, 0, 0, 1]], dtype=torch.float32)
+    assert balanced_pos_weight(targets).tolist() == [3.0, 1.0, 1.0, 1.0]
+    rare = torch.zeros(50, 1)
+    rare[0, 0] = 1.0  # 49 negatives per positive
+    assert balanced_pos_weight(rare).tolist() == [MAX_POS_WEIGHT]
