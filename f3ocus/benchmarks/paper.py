@@ -289,7 +289,8 @@ def _tables(cells: list[Cell], results: list[dict[str, Any]]) -> dict[str, Any]:
     table_b = [tables.table_b(results, peft, tasks[0], model) for model in models] if peft else []
     parts = ["## Table A: final score x100 (accuracy T1-T3, micro-F1 T4-T5, per-client metric mean T6), "
              "mean ± std over seeds", "", tables.markdown_a(table_a), "", "Per-client budgets (units per round, "
-             "clients in sorted order): " + "; ".join(f"{task.upper()} {_budgets(cells, task)}" for task in tasks)]
+             "clients in sorted order): " + "; ".join(f"{task.upper()} {_budgets(cells, task)}" for task in tasks),
+             "", "Ranking by row mean: " + " > ".join(f"{label} {mean:.1f}" for label, mean in tables.ranking(table_a))]
     for table in table_b:
         parts += ["", f"## Table B: efficiency and per-client score on {table['task'].upper()}, {table['model']} "
                       "(per client per round, mean over clients, rounds and seeds)", "", tables.markdown_b(table)]

@@ -81,6 +81,12 @@ def table_b(cells: Sequence[Mapping[str, Any]], methods: Sequence[str], task: st
     return {"task": task, "model": model, "clients": clients, "rows": rows}
 
 
+def ranking(table: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """(label, row mean) of Table A's complete rows, best first — the ordering the paper's headline states."""
+    rows = [(row["label"], row["row_mean"]) for row in table["rows"] if not math.isnan(row["row_mean"])]
+    return sorted(rows, key=lambda item: -item[1])
+
+
 def markdown_a(table: Mapping[str, Any]) -> str:
     """Table A as GitHub markdown: `mean ± std` per column, then the row mean."""
     lines = ["| Method | " + " | ".join(table["columns"]) + " | Mean |",

@@ -33,6 +33,7 @@ def test_table_a_means_stds_and_row_mean_by_hand():
     assert f3ocus["row_mean"] == pytest.approx((65.0 + 45.0) / 2)
     assert snip["cells"][0] == {"mean": pytest.approx(55.0), "std": 0.0, "n": 1}
     assert snip["cells"][1]["n"] == 0 and math.isnan(snip["row_mean"])  # a failed cell is not a result
+    assert tables.ranking(table) == [("F3OCUS", pytest.approx(55.0))]  # SNIP's row is incomplete
     text = tables.markdown_a(table)
     assert "| F3OCUS | 65.0 ± 7.1 | 45.0 ± 7.1 | 55.0 |" in text
     assert "| SNIP | 55.0 ± 0.0 | – | – |" in text
