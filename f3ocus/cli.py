@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                      "(optional with --resume: the run's own config.yaml is used)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (dotted), repeatable: --set federation.rounds=3")
+    run.add_argument("--method", help="one of the paper's methods by name (f3ocus, snip, lora_all, ...: "
+                     "f3ocus/benchmarks/methods.py), applied before --set")
     run.add_argument("--output-json", help="also write the result JSON here")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed round, "
                      "into the same MLflow run")
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="check a config without running it")
     check.add_argument("config")
+    check.add_argument("--method", help="one of the paper's methods by name, applied before --set")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     check.set_defaults(handler=_validate)
 
@@ -100,19 +103,31 @@ def _run(args: argparse.Namespace) -> int:
     if args.config is None and args.resume is None:
         raise ConfigError("config", "give a config file, or --resume RUN_DIR")
     config_path = args.config or Path(args.resume) / "config.yaml"
-    cfg = load_config(config_path, args.overrides)
+    cfg = load_config(config_path, _method_overrides(args.method) + list(args.overrides))
     result = run_experiment(cfg, output_json=args.output_json, resume_dir=args.resume)
     print_summary(result)
     return 0
 
 
+def _method_overrides(name: str | None) -> list[str]:
+    """`key=value` overrides of a named paper method (`--method`), e.g. snip -> top_k selector + snip scorer."""
+    if name is None:
+        return []
+    from f3ocus.benchmarks.methods import METHODS
+
+    if name not in METHODS:
+        raise ConfigError("--method", f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return [f"{key}={value}" for key, value in METHODS[name].overrides.items()]
+
+
 def _validate(args: argparse.Namespace) -> int:
     from f3ocus.config.validate import validate
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, _method_overrides(args.method) + list(args.overrides))
     units = validate(cfg)
-    print(f"ok: {cfg.name}: {cfg.model.family} ({len(units)} units), task {cfg.data.task}, "
-          f"selection {cfg.selection.method}, {cfg.federation.rounds} rounds")
+    print(f"ok: {cfg.name}: {cfg.model.family} ({len(units)} units, {cfg.model.unit_mode} mode), task "
+          f"{cfg.data.task}, selection {cfg.selection.method} (scorer {cfg.selection.scorer}), "
+          f"{cfg.federation.rounds} rounds")
     return 0
 
 

@@ -63,3 +63,16 @@ def test_method_table_covers_the_papers_baselines_and_profiles_name_known_method
     assert modes == {"layer", "bottleneck", "adapter", "layernorm", "bias", "prompt"}
     for profile in PROFILES.values():
         assert set(profile.methods) <= set(METHODS)
+
+
+@pytest.mark.parametrize("method,expected", [
+    ("snip", "layer mode), task easy_vqa_domains, selection top_k (scorer snip)"),
+    ("lora_all", "adapter mode), task easy_vqa_domains, selection full"),
+])
+def test_run_and_validate_take_a_paper_method_by_name(capsys, method, expected):
+    from f3ocus.cli import main
+
+    assert main(["validate", "configs/tasks/t1_domain.yaml", "--method", method, "--set", "model.family=vilt"]) == 0
+    assert expected in capsys.readouterr().out
+    assert main(["validate", "configs/tasks/t1_domain.yaml", "--method", "nosuch"]) == 2
+    assert "config error: --method: unknown method 'nosuch'" in capsys.readouterr().err
