@@ -247,7 +247,9 @@ def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, 
     trained = [record for record in result["history"] if record.get("round", 0) >= 1]
     uploads = [size for record in trained for size in record.get("bytes_up_per_client", {}).values()]
     mean_bytes = sum(uploads) / len(uploads) if uploads else float("nan")
+    baseline = result.get("majority_baseline", {})
     return {"score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
+            "majority_score": baseline.get("score", baseline.get("accuracy")),
             "upload_mbit_per_client_round": mean_bytes * 8 / 1e6,
             "trainable_params_per_client_round": mean_bytes / BYTES_PER_VALUE[config.federation.upload_dtype],
             "rounds": result["rounds"], "clients": sorted(per_client),

@@ -55,7 +55,18 @@ def table_a(cells: Sequence[Mapping[str, Any]], methods: Sequence[str], columns:
         row_mean = float(np.mean(means)) if means and not any(math.isnan(m) for m in means) else math.nan
         rows.append({"method": method, "label": METHODS[method].label if method in METHODS else method,
                      "cells": entries, "row_mean": row_mean})
-    return {"columns": [f"{task.upper()} {model}" for task, model in columns], "rows": rows}
+    return {"columns": [f"{task.upper()} {model}" for task, model in columns], "rows": rows,
+            "majority": _majority(cells, columns)}
+
+
+def _majority(cells: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> list[float]:
+    """Per column: the untrained majority-answer baseline x100 (mean over seeds; it depends on the data only)."""
+    out = []
+    for task, model in columns:
+        by_seed = {cell["seed"]: cell["majority_score"] for cell in cells if cell.get("status") == "ok"
+                   and cell["task"] == task and cell["model"] == model and cell.get("majority_score") is not None}
+        out.append(100.0 * float(np.mean(list(by_seed.values()))) if by_seed else math.nan)
+    return out
 
 
 def table_b(cells: Sequence[Mapping[str, Any]], methods: Sequence[str], task: str, model: str) -> dict[str, Any]:
@@ -94,6 +105,11 @@ def markdown_a(table: Mapping[str, Any]) -> str:
     for row in table["rows"]:
         entries = [_pm(entry["mean"], entry["std"]) for entry in row["cells"]]
         lines.append(f"| {row['label']} | " + " | ".join(entries) + f" | {_num(row['row_mean'])} |")
+    majority = table.get("majority", [])
+    if majority and not all(math.isnan(value) for value in majority):
+        mean = float(np.mean(majority)) if not any(math.isnan(value) for value in majority) else math.nan
+        lines.append("| *Majority answer, no training* | " + " | ".join(_num(value) for value in majority)
+                     + f" | {_num(mean)} |")
     return "\n".join(lines)
 
 

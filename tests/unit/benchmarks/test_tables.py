@@ -22,7 +22,8 @@ def test_mean_std_is_sample_std_and_zero_for_one_value():
 
 
 def test_table_a_means_stds_and_row_mean_by_hand():
-    cells = [_cell("f3ocus", "t1", "vilt", 0, 0.60), _cell("f3ocus", "t1", "vilt", 1, 0.70),
+    cells = [_cell("f3ocus", "t1", "vilt", 0, 0.60, majority_score=0.2), _cell("f3ocus", "t1", "vilt", 1, 0.70,
+                                                                           majority_score=0.3),
              _cell("f3ocus", "t4", "vilt", 0, 0.40), _cell("f3ocus", "t4", "vilt", 1, 0.50),
              _cell("snip", "t1", "vilt", 0, 0.55), {**_cell("snip", "t4", "vilt", 0, 0.9), "status": "failed"}]
     table = tables.table_a(cells, ["f3ocus", "snip"], [("t1", "vilt"), ("t4", "vilt")])
@@ -37,6 +38,8 @@ def test_table_a_means_stds_and_row_mean_by_hand():
     text = tables.markdown_a(table)
     assert "| F3OCUS | 65.0 ± 7.1 | 45.0 ± 7.1 | 55.0 |" in text
     assert "| SNIP | 55.0 ± 0.0 | – | – |" in text
+    assert table["majority"][0] == pytest.approx(25.0)  # (0.2 + 0.3) / 2 over seeds
+    assert "| *Majority answer, no training* | 25.0 | – | – |" in text
 
 
 def test_table_b_averages_efficiency_and_per_client_scores_over_seeds():
