@@ -196,7 +196,7 @@ def _open_parent(uri: str, experiment: str, bench_dir: Path, output_dir: Path, p
 # ------------------------------------------------------------------------------------------ running
 def _run_cells(cells: list[Cell], uri: str, parent_run_id: str, jobs: int, bench_dir: Path):
     """Yield each cell's summary as it finishes (in-process for one job, spawned processes for more)."""
-    calls = [(cell.config, cell.id, cell.config_hash, uri, parent_run_id, str(bench_dir / "logs")) for cell in cells]
+    calls = [(cell, uri, parent_run_id, str(bench_dir / "logs")) for cell in cells]
     if jobs == 1 or len(cells) <= 1:
         for call in calls:
             yield run_cell(*call)
@@ -212,22 +212,21 @@ def _run_cells(cells: list[Cell], uri: str, parent_run_id: str, jobs: int, bench
                 yield future.result()
 
 
-def run_cell(config: ExperimentConfig, cell_id: str, config_hash: str, uri: str, parent_run_id: str,
-             log_dir: str) -> dict[str, Any]:
+def run_cell(cell: Cell, uri: str, parent_run_id: str, log_dir: str) -> dict[str, Any]:
     """Run one cell as an MLflow child of the parent; return its summary (never raises: failures are data)."""
     from f3ocus.experiment import run_experiment
 
-    task, model, method, seed = cell_id.rsplit(".", 3)[0], *cell_id.rsplit(".", 3)[1:]
-    summary: dict[str, Any] = {"cell": cell_id, "task": task, "model": model, "method": method,
-                               "seed": int(seed.removeprefix("s")), "config_hash": config_hash}
-    config = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, tracking_uri=uri))
+    cell_id, method = cell.id, cell.method
+    summary: dict[str, Any] = {"cell": cell_id, "task": cell.task, "model": cell.model, "method": method,
+                               "seed": cell.seed, "config_hash": cell.config_hash}
+    config = dataclasses.replace(cell.config, tracking=dataclasses.replace(cell.config.tracking, tracking_uri=uri))
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(Path(log_dir) / f"{cell_id}.log", "w") as log:
         try:
             result = run_experiment(config, show=lambda line: print(line, file=log, flush=True), run_tags={
                 PARENT_TAG: parent_run_id, "f3ocus.bench": "paper", "f3ocus.bench.cell": cell_id,
-                "f3ocus.bench.task": task, "f3ocus.bench.method": method, "f3ocus.bench.seed": seed})
+                "f3ocus.bench.task": cell.task, "f3ocus.bench.method": method, "f3ocus.bench.seed": f"s{cell.seed}"})
             summary.update(status="ok", **cell_figures(config, result))
             if METHODS[method].group == "peft":
                 summary["gflop_per_client_round"] = round_gflops(config, result)

@@ -170,7 +170,7 @@ class ClientWorker:
         shard = self._shard(client, "train")
         fed = self._cfg.federation
         rows = torch.arange(min(fed.batch_size, len(shard.labels)))
-        batch = _first_rows(shard, len(rows))
+        batch = shard.subset(rows)
         self._model.set_trainable(list(mask), train_head=fed.train_head)
         self._loaded_version = None  # the counted step moves the weights
         with FlopCounterMode(display=False) as counter:
@@ -186,19 +186,3 @@ class ClientWorker:
             flops["score"] = float(counter.get_total_flops())
         return flops
 
-
-def _first_rows(shard, count: int):
-    """The same kind of encoded shard holding its first `count` rows (every per-row tensor field sliced)."""
-    import dataclasses
-
-    total = len(shard.labels)
-
-    def cut(value):
-        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == total:
-            return value[:count]
-        if isinstance(value, dict):
-            return {key: cut(item) for key, item in value.items()}
-        return value
-
-    return dataclasses.replace(shard, **{field.name: cut(getattr(shard, field.name))
-                                         for field in dataclasses.fields(shard)})

@@ -54,6 +54,10 @@ class EncodedShard:
         """Inputs of the given rows (long (b,)), with all-padding sequence columns trimmed."""
         return _trim_padding({key: value[rows] for key, value in self.tensors.items()})
 
+    def subset(self, rows: torch.Tensor) -> "EncodedShard":
+        """The shard of the given rows (long (b,)) only, same kind."""
+        return EncodedShard({key: value[rows] for key, value in self.tensors.items()}, self.labels[rows], self.kind)
+
 
 @dataclass(frozen=True)
 class EvalResult:
