@@ -112,19 +112,33 @@ def stop_group(process: subprocess.Popen, grace: float = 10.0) -> None:
 def wait_until_up(uri: str, process: subprocess.Popen | None = None, log_path: Path | None = None,
                   timeout: float = STARTUP_TIMEOUT_S) -> None:
     """Poll `<uri>/health` until the server answers; fail early if its process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def check_alive() -> None:
         if process is not None and process.poll() is not None:
             tail = log_path.read_text(errors="replace")[-1500:] if log_path and log_path.exists() else ""
             raise RuntimeError(f"mlflow server exited with code {process.returncode}:\n{tail}")
+
+    if not wait_for_http(f"{uri}/health", timeout=timeout, check_alive=check_alive):
+        raise RuntimeError(f"mlflow server at {uri} did not answer within {timeout:.0f} s (log: {log_path})")
+
+
+def wait_for_http(url: str, *, timeout: float, interval: float = 0.5,
+                  check_alive: Callable[[], None] | None = None) -> bool:
+    """Poll `url` until it answers HTTP 200 (True) or `timeout` seconds pass (False).
+
+    `check_alive` runs before every attempt and may raise to stop waiting early (a server process that died).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check_alive is not None:
+            check_alive()
         try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:
-                    return
+                    return True
         except OSError:
             pass
-        time.sleep(0.5)
-    raise RuntimeError(f"mlflow server at {uri} did not answer within {timeout:.0f} s (log: {log_path})")
+        time.sleep(interval)
+    return False
 
 
 def die_with_parent() -> None:

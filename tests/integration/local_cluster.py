@@ -16,9 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from f3ocus.sweeps.tracking import wait_for_http
 from tests.integration.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -96,16 +96,8 @@ class LocalCluster:
             time.sleep(0.5)
 
     def _wait_for_dashboard(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"the dashboard at {self.dashboard_url} did not come up:\n{self.logs()}")
+        if not wait_for_http(f"{self.dashboard_url}/api/version", timeout=STARTUP_TIMEOUT_S, interval=1):
+            raise RuntimeError(f"the dashboard at {self.dashboard_url} did not come up:\n{self.logs()}")
 
 
 def _stop_group(process: subprocess.Popen) -> None:
