@@ -14,14 +14,20 @@ line it prints. Milestones, seconds from the command's start:
 
   model    `model: foundation checkpoint ...`: Python + f3ocus imports, config, validation (unit listing)
   data     `run dir: ...`: federated data store loaded, budgets, majority baseline, MLflow URI
-  ray      `ray: starting coordinator ...`: `ray.init` (local instance) done
+  ray      `ray: starting coordinator ...`: `ray.init` (local instance) done, client actors requested
   round0   start of round 0 = time of the `round 0/1` line - that round's `seconds`: the coordinator actor
            is up, the client actors have loaded the model, the MLflow run is open
 
-and from the result's `startup_seconds` (measured inside the coordinator actor): `workers` = create the
-pool + wait for the first client actor's model info (`model_info`), of which that actor's own `imports`,
-`store` and `model` (load) seconds; `logger` = open the MLflow run. `coord` = round0 - ray - workers -
-logger: the coordinator actor's process start, imports and argument transfer, i.e. the rest.
+and, from the result's `startup_seconds["at"]` (Unix times taken inside the actors, minus the command's
+start), the start-up timeline of the actors:
+
+  w_import   the first client actor's process begins importing f3ocus (the actor was handed a process)
+  w_init     its `ClientWorker.__init__` begins (torch imported)
+  coord      the coordinator actor's `__init__` begins (process up, torch imported, arguments in)
+  logger     the coordinator has opened the MLflow run
+  w_ready    the coordinator has the first client actor's model info (imports, store, model load done)
+
+Code from before the start-up changes (`--before`) has no timeline: those cells read "-".
 """
 
 from __future__ import annotations
@@ -38,6 +44,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MILESTONES = (("model", "model: "), ("data", "run dir: "), ("ray", "ray: starting"))
+TIMELINE = (("w_import", "f3ocus_import"), ("w_init", "worker_init"), ("coord", "coordinator"), ("logger", "logger"),
+            ("w_ready", "model_info"))
+KEYS = ("model", "data", "ray", "w_import", "w_init", "coord", "logger", "w_ready", "round0", "total")
+HEADER = ("| {code}run | load before | model (imports, validation) | data | ray.init done | w_import | w_init | coord | "
+          "logger | w_ready | **round 0 starts** | total (1 round) |")
+
+
+def table_rows(label: str, measured: list[dict]) -> list[str]:
+    """Markdown rows: one per measured run, then the median of each column (over the runs that have it)."""
+    median = {key: statistics.median(values) for key in KEYS
+              if (values := [t[key] for t in measured if key in t])}
+    rows = []
+    for name, t in [*((str(index), row) for index, row in enumerate(measured, 1)), ("median", median)]:
+        cells = [f"{t[key]:.1f}" if key in t else "-" for key in KEYS]
+        rows.append(f"| {label}{name} | {t.get('load', '')} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def one_run(out_dir: Path, overrides: list[str], repo: Path = ROOT) -> dict[str, float]:
@@ -50,7 +72,7 @@ def one_run(out_dir: Path, overrides: list[str], repo: Path = ROOT) -> dict[str,
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "RAY_AUTH_MODE": "disabled"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     process = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     times: dict[str, float] = {}
     output: list[str] = []
@@ -67,12 +89,10 @@ def one_run(out_dir: Path, overrides: list[str], repo: Path = ROOT) -> dict[str,
     times["total"] = time.perf_counter() - start
     history = json.loads(result.read_text())["history"]
     times["round0"] = times["round0_line"] - history[0]["seconds"]
-    startup = json.loads(result.read_text())["startup_seconds"]
-    times["order"] = ",".join(startup)  # the coordinator's steps in the order it took them
-    times["workers"] = startup["pool"] + startup["model_info"]
-    times["logger"] = startup["logger"]
-    times.update({f"worker_{key}": value for key, value in startup["worker_init"].items()})
-    times["coord"] = times["round0"] - times["ray"] - times["workers"] - times["logger"]
+    at = json.loads(result.read_text())["startup_seconds"].get("at", {})
+    for key, event in TIMELINE:
+        if event in at:
+            times[key] = at[event] - started_at
     return times
 
 
@@ -98,19 +118,10 @@ def main() -> None:
             times["load"] = load
             rows.append(times)
             print(f"# run {repeat}{' (warm-up)' if repeat == 0 else ''}: " + json.dumps(times), flush=True)
-    measured = rows[1:]
-    print("\nSeconds from the command's start (milestones), then the pieces after ray.init (durations).\n")
-    print("| run | load before | model | data | ray.init done | round 0 starts | after ray.init: coord | workers "
-          "(actor imports / store / model) | logger | total |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    keys = ("model", "data", "ray", "round0", "coord", "workers", "worker_imports", "worker_store", "worker_model",
-            "logger", "total")
-    median = {key: statistics.median(t[key] for t in measured) for key in keys}
-    for label, t in [*((str(index), row) for index, row in enumerate(measured, 1)), ("median", median)]:
-        print(f"| {label} | {t.get('load', '')} | {t['model']:.1f} | {t['data']:.1f} | {t['ray']:.1f} | "
-              f"{t['round0']:.1f} | {t['coord']:.1f} | {t['workers']:.1f} ({t['worker_imports']:.1f} / "
-              f"{t['worker_store']:.1f} / {t['worker_model']:.1f}) | {t['logger']:.1f} | {t['total']:.1f} |")
-
+    print("\nSeconds from the command's start (see the module docstring).\n")
+    print(HEADER.format(code=""))
+    print("|" + "---|" * 12)
+    print("\n".join(table_rows("", rows[1:])))
 
 PROBE = """
 import os, sys, time
@@ -156,18 +167,11 @@ def compare(args: argparse.Namespace) -> None:
                 print(f"# {label} run {repeat}{' (warm-up)' if repeat == 0 else ''}: " + json.dumps(times), flush=True)
                 if repeat:
                     rows[label].append(times)
-    keys = ("model", "data", "ray", "round0", "coord", "workers", "worker_imports", "worker_store", "worker_model",
-            "logger", "total")
-    print("\n| code | run | load before | model | data | ray.init done | round 0 starts | after ray.init: coord | "
-          "workers (actor imports / store / model) | logger | total |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\nSeconds from the command's start (see the module docstring).\n")
+    print(HEADER.format(code="code | "))
+    print("|" + "---|" * 13)
     for label, measured in rows.items():
-        median = {key: statistics.median(t[key] for t in measured) for key in keys}
-        for name, t in [*((str(index), row) for index, row in enumerate(measured, 1)), ("median", median)]:
-            print(f"| {label} | {name} | {t.get('load', '')} | {t['model']:.1f} | {t['data']:.1f} | {t['ray']:.1f} | "
-                  f"{t['round0']:.1f} | {t['coord']:.1f} | {t['workers']:.1f} ({t['worker_imports']:.1f} / "
-                  f"{t['worker_store']:.1f} / {t['worker_model']:.1f}) | {t['logger']:.1f} | {t['total']:.1f} |")
-
+        print("\n".join(table_rows(f"{label} | ", measured)))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,4 +3,7 @@
 Start reading at `f3ocus.experiment.run_experiment`, then `f3ocus.federated.coordinator.Coordinator.run_round`.
 """
 
+import time
+
 __version__ = "0.1.0"
+IMPORTED_AT = time.time()  # when this process began importing f3ocus (start-up timelines: bench/startup.py)

@@ -24,8 +24,12 @@ from f3ocus.config.load import flatten, to_dict
 from f3ocus.config.schema import ConfigError, ExperimentConfig
 from f3ocus.config.validate import check_budgets, check_min_clients, validate
 
+# Set for the run and passed to every actor (local Ray workers inherit it; a cluster gets it in the job's
+# runtime env): no hub access, and no library progress bars (a client actor's "Loading weights" bar would
+# reach the driver's console through Ray's log forwarding).
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_AUTH_MODE": "disabled",
-               "TOKENIZERS_PARALLELISM": "false"}
+               "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+               "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
 @dataclass(frozen=True)
@@ -212,12 +216,18 @@ def _ensure_model(cfg: ExperimentConfig, show: Callable[[str], None]) -> str | N
 
 
 def _quiet_libraries() -> None:
-    """Our progress lines are the run's output; library progress bars are noise."""
+    """Our progress lines are the run's output; library progress bars are noise (also where this process
+    imported the libraries before `OFFLINE_ENV` was set). transformers is not imported for this: its
+    "Loading weights" bars follow huggingface_hub's switch when it is imported later."""
+    import sys
+
     import datasets
-    import transformers
+    from huggingface_hub.utils import disable_progress_bars
 
     datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars, one per model build
+    disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def _data_key(cfg: ExperimentConfig) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from f3ocus.config.schema import ConfigError, ExperimentConfig
+from f3ocus.models.catalog import BUILTIN_CHECKPOINTS
 
 SOURCE_TASKS = ("ultra_medvqa", "easy_vqa", "slake", "vqa_rad", "pathvqa", "vqamed", "easy_vqa_domains",
                 "cxr_multilabel")  # what one source of a multi_source task may be
 TASKS = (*SOURCE_TASKS, "multi_source")
 LOCAL_TASKS = ("ultra_medvqa", "easy_vqa", "vqamed", "cxr_multilabel")  # `path` is always a local folder
-BUILTIN_CHECKPOINTS = ("foundation", "scratch")
 
 
 def validate(cfg: ExperimentConfig) -> list[str]:
@@ -26,10 +26,10 @@ def validate(cfg: ExperimentConfig) -> list[str]:
         ConfigError: the first problem found, naming its field.
     """
     from f3ocus.importance.registry import SCORERS
-    from f3ocus.models.registry import FAMILIES, list_units
+    from f3ocus.models.catalog import FAMILY_NAMES, list_units  # no transformers for built-in checkpoints
     from f3ocus.selection.registry import SELECTORS
 
-    _known("model.family", cfg.model.family, FAMILIES)
+    _known("model.family", cfg.model.family, FAMILY_NAMES)
     _known("selection.method", cfg.selection.method, SELECTORS)
     _known("selection.scorer", cfg.selection.scorer, SCORERS)
     _known("data.task", cfg.data.task, TASKS)
@@ -39,9 +39,8 @@ def validate(cfg: ExperimentConfig) -> list[str]:
         _check_source(f"data.sources[{index}]", source.task, source.path, source.modalities)
     if cfg.model.checkpoint not in BUILTIN_CHECKPOINTS and _looks_local(cfg.model.checkpoint):
         _exists("model.checkpoint", cfg.model.checkpoint)
-    checkpoint = "scratch" if cfg.model.checkpoint in BUILTIN_CHECKPOINTS else cfg.model.checkpoint
     try:
-        units = list_units(cfg.model.family, checkpoint, cache_dir=cfg.model.cache_dir)
+        units = list_units(cfg.model.family, cfg.model.checkpoint, cache_dir=cfg.model.cache_dir)
     except (OSError, ValueError) as error:
         raise ConfigError("model.checkpoint", f"cannot read the model config: {error}") from None
     if cfg.model.unit_mode == "prompt" and not cfg.federation.train_head:

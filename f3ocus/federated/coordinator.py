@@ -144,18 +144,27 @@ class Coordinator:
         self.cfg = config
         self.fed = federation
         self.run_dir = Path(run_dir)
-        started = time.perf_counter()
+        started = time.time()
         self.pool = make_pool()
-        pool_made = time.perf_counter()
-        self.info = self.pool.model_info()
-        info_ready = time.perf_counter()
+        pool_made = time.time()
+        # On Ray the client actors are starting already: the tracking run opens meanwhile.
         self.logger = make_logger(resume.mlflow_run_id if resume else None)
-        # Start-up, seconds: create the pool (in-process: the worker itself; Ray: actor handles only), wait
-        # for the first worker's model info (Ray: its process starts, imports, opens the store, loads the
-        # model), open the tracking run; `worker_init` is what that worker reports of its own start.
-        self.startup_seconds = {"pool": pool_made - started, "model_info": info_ready - pool_made,
-                                "logger": time.perf_counter() - info_ready,
-                                "worker_init": dict(self.info.worker_init_seconds)}
+        logger_open = time.time()
+        try:
+            self.info = self.pool.model_info()
+        except BaseException:
+            self.logger.close("FAILED")
+            raise
+        info_ready = time.time()
+        # Start-up, seconds: create the pool (in-process: the worker itself; Ray: handed over by the driver,
+        # whose actors are already starting), open the tracking run, wait for the first worker's model info
+        # (Ray: what is left of its process start, imports, store and model load); `worker_init` is what that
+        # worker reports of its own start. `at`: the same steps as Unix times, for a start-up timeline.
+        self.startup_seconds = {"pool": pool_made - started, "logger": logger_open - pool_made,
+                                "model_info": info_ready - logger_open,
+                                "worker_init": dict(self.info.worker_init_seconds),
+                                "at": {"coordinator": started, "model_info": info_ready, "logger": logger_open,
+                                       **self.info.worker_started_at}}
         self.selector = build_selector(config.selection, seed=config.seed)  # a seeded `random` survives --resume
         self.state = resume or FederationState(0, dict(self.info.initial_tensors))
         self.state.mlflow_run_id = self.logger.run_id

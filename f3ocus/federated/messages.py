@@ -152,5 +152,8 @@ class ModelInfo:
     initial_tensors: dict[str, torch.Tensor] = field(repr=False)
     # Seconds the worker spent starting (imports, data store, model load), for start-up figures.
     worker_init_seconds: dict[str, float] = field(default_factory=dict)
+    # Unix times of that start: "f3ocus_import" (its process began importing f3ocus; in an actor, soon after
+    # the process was handed the actor) and "worker_init" (`ClientWorker.__init__` began).
+    worker_started_at: dict[str, float] = field(default_factory=dict)
     # Task kind -> the "head" tensors a client of that kind trains and uploads (its own head; empty: any head).
     task_heads: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -13,8 +13,14 @@ own), and `on_round(record, run_info)` is called after every round (round 0 = th
 with the round's record and where the run lives (MLflow run id, Ray nodes of the coordinator and of the
 client actors). If `on_round` raises (a scheduler stopping the trial), the run is aborted: the coordinator
 gets up to `ABORT_TIMEOUT_S` to close its MLflow run as KILLED and kill its client actors, then it is
-killed itself (client actors are its children and die with it), and the exception propagates. The last
+killed itself, the driver kills the client actors it started, and the exception propagates. The last
 completed round's checkpoint stays in the run dir.
+
+Start-up order: the driver creates the client actors (`RayPool`) first and hands the pool to the
+coordinator actor, so the slowest part of start-up, each client actor's process start, torch and
+transformers imports and model load, overlaps the coordinator's own start and its opening of the MLflow
+run. The driver owns those first client actors (it kills them when their coordinator ends or is
+replaced); actors the coordinator starts in place of dead ones are its own and die with it.
 """
 
 from __future__ import annotations
@@ -73,7 +79,10 @@ def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | N
     restarts = 0
     try:
         while True:
-            coordinator = _start_coordinator(cfg, prepared, resume, show, placement)
+            # The client actors are created here, before the coordinator, so their start (process, torch /
+            # transformers imports, model load: the longest part of start-up) overlaps the coordinator's.
+            pool = _start_pool(cfg, prepared, placement)
+            coordinator = _start_coordinator(cfg, prepared, pool, resume, show, placement)
             try:
                 return _run_rounds(cfg, coordinator, show, on_round)
             except ray.exceptions.RayActorError as error:
@@ -85,6 +94,7 @@ def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | N
                      f"{resume.round_idx} ({restarts}/{cfg.federation.coordinator_restarts})")
             finally:
                 ray.kill(coordinator)
+                pool.shutdown()  # the driver owns the first actors; replacements die with their coordinator
     finally:
         if started_ray:
             ray.shutdown()
@@ -110,25 +120,38 @@ def _init_ray() -> bool:
     return True
 
 
-def _start_coordinator(cfg: ExperimentConfig, prepared: Any, resume: FederationState | None,
-                       show: Callable[[str], None], placement: ActorPlacement | None = None) -> Any:
-    import ray
-
-    from f3ocus.experiment import make_logger, worker_spec
+def _start_pool(cfg: ExperimentConfig, prepared: Any, placement: ActorPlacement | None = None) -> RayPool:
+    """The client actors, started now (they import and load the model while the caller goes on)."""
+    from f3ocus.experiment import worker_spec
 
     fed = cfg.federation
     actor_options = {"num_cpus": fed.worker_resources.num_cpus, "num_gpus": fed.worker_resources.num_gpus}
     slot_options = None if placement is None else [placement.options(b) for b in placement.client_bundles]
-    make_pool = functools.partial(RayPool, worker_spec(cfg, prepared), fed.num_actors, actor_options,
-                                  retries=fed.client_retries, slot_options=slot_options)
+    return RayPool(worker_spec(cfg, prepared), fed.num_actors, actor_options, retries=fed.client_retries,
+                   slot_options=slot_options)
+
+
+def _start_coordinator(cfg: ExperimentConfig, prepared: Any, pool: RayPool, resume: FederationState | None,
+                       show: Callable[[str], None], placement: ActorPlacement | None = None) -> Any:
+    """The coordinator actor, handed `pool` (its copy holds the same actor handles and replaces dead actors)."""
+    import ray
+
+    from f3ocus.experiment import make_logger
+
+    fed = cfg.federation
     coordinator_cls = ray.remote(Coordinator).options(
         num_cpus=fed.coordinator_resources.num_cpus, num_gpus=fed.coordinator_resources.num_gpus,
         max_concurrency=2, **({} if placement is None else placement.options(placement.coordinator_bundle)))
     show(f"ray: starting coordinator + {fed.num_actors} client actors "
          f"({fed.worker_resources.num_cpus:g} CPU, {fed.worker_resources.num_gpus:g} GPU each) "
          f"for {len(prepared.federation.clients)} clients")
-    return coordinator_cls.remote(cfg, prepared.federation, str(prepared.run_dir), make_pool,
+    return coordinator_cls.remote(cfg, prepared.federation, str(prepared.run_dir), functools.partial(_given, pool),
                                   functools.partial(make_logger, cfg, prepared), resume)
+
+
+def _given(pool: RayPool) -> RayPool:
+    """The coordinator's `make_pool` on Ray: the pool the driver already started."""
+    return pool
 
 
 def _run_rounds(cfg: ExperimentConfig, coordinator: Any, show: Callable[[str], None],

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from f3ocus import IMPORTED_AT
 from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated.messages import (UPLOAD_DTYPES, ClientUpdate, EvalReport, EvalTask, GlobalState, ModelInfo,
                                        ScoreReport, ScoreTask, SharedState, TrainTask, cast_floating)
@@ -40,6 +41,7 @@ class ClientWorker:
     """Scores, trains and evaluates on behalf of whichever client a task names."""
 
     def __init__(self, spec: WorkerSpec):
+        self._started_at = {"f3ocus_import": IMPORTED_AT, "worker_init": time.time()}
         started = time.perf_counter()
         from f3ocus.data.store import FederatedStore
         from f3ocus.importance.registry import build_scorer
@@ -77,6 +79,7 @@ class ClientWorker:
             unit_num_parameters=dict(self._model.num_unit_parameters()),
             initial_tensors=self._model.trainable_state(),
             worker_init_seconds=dict(self._init_seconds),
+            worker_started_at=dict(self._started_at),
             task_heads={kind: tuple(self._model.task_head_names(kind)) for kind in self._model.task_kinds},
         )
 

@@ -1,39 +1,35 @@
 """VLM backbones for federated VQA: families, selectable units, the `VqaModel` wrapper, local training
 and the offline foundation checkpoints. Start at `build_vqa_model`; `VqaModel` documents what the
-federated code may do to a model (masks, per-unit state)."""
+federated code may do to a model (masks, per-unit state).
 
-from f3ocus.models.family import FamilySpec, StackRule
-from f3ocus.models.foundation import ensure_foundation, foundation_dir, pretrain
-from f3ocus.models.peft_modes import UNIT_MODES, ModeSettings
-from f3ocus.models.registry import FAMILIES, build_vqa_model, get_family, list_presets, list_units
-from f3ocus.models.tokenizer import build_word_tokenizer, default_words
-from f3ocus.models.training import EncodedShard, EvalResult, encode_examples, evaluate, train_epochs
-from f3ocus.models.units import UnitSpec, discover_units
-from f3ocus.models.vqa_model import LoraSettings, UnitMode, VqaModel
+The names below load on first use (PEP 562), not with the package: a light submodule (`losses`,
+`catalog`) must not pull transformers and peft into every process that imports it (the driver's
+config validation, the scorers), which costs seconds of start-up.
+"""
 
-__all__ = [
-    "FAMILIES",
-    "UNIT_MODES",
-    "EncodedShard",
-    "EvalResult",
-    "FamilySpec",
-    "LoraSettings",
-    "ModeSettings",
-    "StackRule",
-    "UnitMode",
-    "UnitSpec",
-    "VqaModel",
-    "build_vqa_model",
-    "build_word_tokenizer",
-    "default_words",
-    "discover_units",
-    "encode_examples",
-    "ensure_foundation",
-    "evaluate",
-    "foundation_dir",
-    "get_family",
-    "list_presets",
-    "list_units",
-    "pretrain",
-    "train_epochs",
-]
+import importlib
+
+_EXPORTS = {
+    "FAMILIES": "registry", "build_vqa_model": "registry", "get_family": "registry", "list_presets": "registry",
+    "list_units": "catalog",
+    "FamilySpec": "family", "StackRule": "family",
+    "ensure_foundation": "foundation", "foundation_dir": "foundation", "pretrain": "foundation",
+    "UNIT_MODES": "peft_modes", "ModeSettings": "peft_modes",
+    "build_word_tokenizer": "tokenizer", "default_words": "tokenizer",
+    "EncodedShard": "training", "EvalResult": "training", "encode_examples": "training", "evaluate": "training",
+    "train_epochs": "training",
+    "UnitSpec": "units", "discover_units": "units",
+    "LoraSettings": "vqa_model", "UnitMode": "vqa_model", "VqaModel": "vqa_model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

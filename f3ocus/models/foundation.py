@@ -20,21 +20,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 import torch
-import transformers
 from filelock import FileLock
 from torch.nn import functional
 
-from f3ocus.data.backgrounds import add_background_scenes, background_answers
-from f3ocus.data.easy_vqa import easy_vqa_answers, load_easy_vqa
 from f3ocus.models._rng import isolated_rng
-from f3ocus.models.registry import DEFAULT_IMAGE_SIZE, SCRATCH, build_vqa_model, get_family
-from f3ocus.models.training import EncodedShard, encode_examples, evaluate
+from f3ocus.models.catalog import DEFAULT_IMAGE_SIZE, SCRATCH, family_name
 from f3ocus.models.units import is_unused_path
-from f3ocus.models.vqa_model import VqaModel
+
+if TYPE_CHECKING:
+    from f3ocus.models.training import EncodedShard
+    from f3ocus.models.vqa_model import VqaModel
+
+# Finding a cached checkpoint (`foundation_dir`, `ensure_foundation` on a hit) needs neither transformers
+# nor the data builders: the driver and every client actor do it at start-up. Only `pretrain` imports them.
 
 # DEVIATION: the paper fine-tunes public pretrained VLMs; offline, the default "foundation" is a tiny
 # preset pretrained here on easy-vqa (a real checkpoint is still one `model.checkpoint` away).
@@ -64,7 +66,7 @@ def foundation_dir(family: str, cache_dir: str | Path | None = None, image_size:
     Returns:
         `<root>/foundation/tiny-<family>-v2` (`tiny-<family>-<size>px-v2` for other image sizes).
     """
-    name = get_family(family).name
+    name = family_name(family)
     root = Path(cache_dir or os.environ.get(ENV_CACHE_DIR) or platformdirs.user_cache_dir("f3ocus"))
     size = "" if image_size == DEFAULT_IMAGE_SIZE else f"-{image_size}px"
     return root / "foundation" / f"tiny-{name}{size}-{VERSION}"
@@ -104,7 +106,7 @@ def ensure_foundation(family: str, cache_dir: str | Path | None = None, *, log: 
         for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a crashed writer
             shutil.rmtree(stale, ignore_errors=True)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        name = get_family(family).name
+        name = family_name(family)
         log(f"pretraining foundation checkpoint tiny-{name} into {target} (one-off)")
         info = pretrain(name, tmp, steps=steps or DEFAULT_STEPS.get(name, FALLBACK_STEPS),
                         batch_size=BATCH_SIZE, lr=LR, seed=0, log=log, image_size=image_size)
@@ -137,6 +139,11 @@ def pretrain(family: str, out_dir: str | Path, *, steps: int, batch_size: int = 
     Returns:
         Metadata for `foundation.json` (steps, seconds, test / majority accuracy, versions, ...).
     """
+    import transformers
+
+    from f3ocus.models.registry import build_vqa_model
+    from f3ocus.models.training import evaluate
+
     start = time.perf_counter()
     answers = pretraining_answers()
     model = build_vqa_model(family, SCRATCH, answers=answers, seed=seed, image_size=image_size)
@@ -167,11 +174,18 @@ def _train_everything(model: VqaModel) -> None:
 
 def pretraining_answers() -> list[str]:
     """The pretraining head's answers: easy-vqa's 13 plus the background questions' answers, sorted."""
+    from f3ocus.data.backgrounds import background_answers
+    from f3ocus.data.easy_vqa import easy_vqa_answers
+
     return sorted({*easy_vqa_answers(), *background_answers()})
 
 
 def _encode_split(model: VqaModel, split: str, limit: int, seed: int) -> EncodedShard:
     """Encode a seeded subset of an easy-vqa split, with background scenes mixed in (see `backgrounds`)."""
+    from f3ocus.data.backgrounds import add_background_scenes
+    from f3ocus.data.easy_vqa import load_easy_vqa
+    from f3ocus.models.training import encode_examples
+
     rows = load_easy_vqa(split=split, limit=limit, seed=seed)
     images, questions, answers = add_background_scenes(list(rows["image"]), list(rows["question"]),
                                                        list(rows["answer"]), seed=seed + (split == "test"))

@@ -2,8 +2,8 @@
 
 It owns `FAMILIES` (name -> `FamilySpec`), the meaning of a checkpoint string ("scratch" = tiny preset
 with seeded random weights; "foundation" = the cached tiny preset pretrained on easy-vqa, built on
-first use; anything else = a hub id or local directory for `from_pretrained`), and `list_units`, the
-cheap (meta-device) unit listing used by config validation before any weights exist.
+first use; anything else = a hub id or local directory for `from_pretrained`; the names and unit tables
+that need no transformers live in `catalog`), and `units_from_config`, the meta-device unit listing.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 from transformers import AutoConfig, AutoProcessor
 
 from f3ocus.models._rng import isolated_rng
+from f3ocus.models.catalog import DEFAULT_IMAGE_SIZE, FOUNDATION, PRESET_PREFIX, SCRATCH, family_name, list_units
 from f3ocus.models.families.llava import LLAVA
 from f3ocus.models.families.vilt import VILT
 from f3ocus.models.family import FamilySpec
@@ -26,10 +27,6 @@ from f3ocus.models.units import discover_units
 from f3ocus.models.peft_modes import ModeSettings
 from f3ocus.models.vqa_model import LoraSettings, UnitMode, VqaModel
 
-SCRATCH = "scratch"
-FOUNDATION = "foundation"
-PRESET_PREFIX = "tiny-"
-DEFAULT_IMAGE_SIZE = 32
 _OPTIONAL_FAMILY_MODULES: tuple[str, ...] = ("f3ocus.models.families.blip", "f3ocus.models.families.blip2")
 
 
@@ -66,11 +63,7 @@ def get_family(family: str) -> FamilySpec:
     Raises:
         ValueError: unknown family (the message names it and lists the known ones).
     """
-    name = family.removeprefix(PRESET_PREFIX)
-    if name not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)} "
-                         f"(presets {list_presets()})")
-    return FAMILIES[name]
+    return FAMILIES[family_name(family)]
 
 
 def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Sequence[str],
@@ -126,16 +119,14 @@ def load_backbone(spec: FamilySpec, checkpoint: str, *, image_size: int = DEFAUL
     return backbone, AutoProcessor.from_pretrained(checkpoint)
 
 
-def list_units(family: str, checkpoint: str = SCRATCH, cache_dir: str | Path | None = None) -> list[str]:
-    """Unit names of a model without materialising weights (meta device; config only).
-
-    "scratch" and "foundation" share the tiny preset's architecture, so neither builds nor reads the
-    foundation cache (`cache_dir` is accepted for symmetry with `build_vqa_model`).
+def units_from_config(family: str, checkpoint: str = SCRATCH) -> list[str]:
+    """Unit names of a model built on the meta device (no weights): the tiny preset's for "scratch" and
+    "foundation", else the architecture in the checkpoint's config. `catalog.list_units` (also exported
+    here) is the cheap entry point: it answers built-in checkpoints from a table this function checks.
 
     Raises:
-        ValueError: unknown family.
+        ValueError: unknown family; OSError: an unreadable checkpoint config.
     """
-    del cache_dir
     spec = get_family(family)
     with torch.device("meta"):
         if checkpoint in (SCRATCH, FOUNDATION):
@@ -144,3 +135,7 @@ def list_units(family: str, checkpoint: str = SCRATCH, cache_dir: str | Path | N
             config = AutoConfig.from_pretrained(checkpoint)
             backbone = spec.model_class(config)
     return [unit.name for unit in discover_units(backbone, spec)]
+
+
+__all__ = ["FAMILIES", "DEFAULT_IMAGE_SIZE", "FOUNDATION", "PRESET_PREFIX", "SCRATCH", "build_vqa_model",
+           "get_family", "list_presets", "list_units", "load_backbone", "units_from_config"]

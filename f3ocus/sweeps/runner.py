@@ -79,7 +79,7 @@ def _prebuild(checked: list[tuple[dict, Any]], show: Callable[[str], None]) -> N
     """Foundation checkpoints and data stores the trials share, built once here (not raced by trials)."""
     from f3ocus.config.validate import check_budgets, check_min_clients
     from f3ocus.experiment import _quiet_libraries, build_data, ensure_model
-    from f3ocus.models.registry import list_units
+    from f3ocus.models.catalog import list_units
 
     _quiet_libraries()
     seen: set[str] = set()
@@ -91,8 +91,7 @@ def _prebuild(checked: list[tuple[dict, Any]], show: Callable[[str], None]) -> N
         seen.add(key)
         ensure_model(cfg, show)
         store = build_data(cfg)
-        checkpoint = "scratch" if cfg.model.checkpoint in ("foundation", "scratch") else cfg.model.checkpoint
-        units = list_units(cfg.model.family, checkpoint, cache_dir=cfg.model.cache_dir)
+        units = list_units(cfg.model.family, cfg.model.checkpoint, cache_dir=cfg.model.cache_dir)
         try:
             check_budgets(cfg, num_units=len(units), num_clients=len(store.clients))
             check_min_clients(cfg, num_clients=len(store.clients))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,9 @@ import torch
 
 from f3ocus.models.families.llava import LLAVA
 from f3ocus.models.family import FamilySpec, StackRule
-from f3ocus.models.registry import build_vqa_model, get_family, list_presets, list_units
+from f3ocus.models.catalog import FAMILY_NAMES, PRESET_UNITS
+from f3ocus.models.registry import (FAMILIES, build_vqa_model, get_family, list_presets, list_units,
+                                    units_from_config)
 from f3ocus.models.units import discover_units
 
 EXPECTED_UNITS = {
@@ -67,6 +71,27 @@ def test_list_units_matches_built_model_without_weights(family: str, tmp_path: P
     assert list_units(f"tiny-{family}", "foundation", cache_dir=tmp_path / "none") == list(model.units)
     assert list_units(family, str(tmp_path)) == list(model.units)
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_preset_unit_table_matches_every_tiny_preset_built_on_meta(name: str) -> None:
+    # The table lets validation skip transformers; it must say what discovery finds on the real preset.
+    assert list(PRESET_UNITS[name]) == units_from_config(name, "scratch") == list_units(name, "scratch")
+
+
+def test_catalog_names_exactly_the_registered_families() -> None:
+    assert sorted(FAMILY_NAMES) == sorted(FAMILIES)
+
+
+def test_validating_a_builtin_checkpoint_config_imports_no_transformers() -> None:
+    # What keeps the driver's start-up short (docs/BENCHMARKS.md, "Start-up"): validation of the quickstart
+    # (foundation checkpoint) lists its units from the catalog, not from transformers' model classes.
+    code = ("import sys; from f3ocus.config import load_config; from f3ocus.config.validate import validate; "
+            "units = validate(load_config('configs/experiments/quickstart.yaml')); "
+            "print(len(units), sorted(m for m in ('transformers', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3]).stdout.split("\n")[-2]
+    assert out == "9 []"
 
 
 def test_unknown_family_is_named_in_the_error() -> None:
