@@ -3,8 +3,9 @@
 It owns where each source lives (hub ids), how its own columns map onto `FEATURES`, and the
 closed-question filter. A short name or hub id goes through `datasets.load_dataset` (unreachable on the
 project's machines, so that branch is one call); a local directory is either a `save_to_disk` dataset
-(Dataset or DatasetDict) or a folder with `<split>.jsonl` files whose image fields are paths relative
-to the folder. VQA-RAD and PathVQA rows carry image, question, answer; SLAKE rows carry img_name (a path
+(Dataset or DatasetDict) or a folder with one file per split whose image fields are paths relative to
+the folder: `<split>.jsonl` (one JSON object per line) or `<split>.json` (a JSON array of objects, as
+the SLAKE 1.0 release ships `train.json`, `validate.json` and `test.json` next to `imgs/`). VQA-RAD and PathVQA rows carry image, question, answer; SLAKE rows carry img_name (a path
 relative to the image folder), question, answer, modality, answer_type (OPEN/CLOSED), content_type,
 q_lang (en/zh: only English is kept) and location.
 """
@@ -27,8 +28,8 @@ HUB_IDS: dict[str, str] = {
     "pathvqa": "flaviagiammarino/path-vqa",
 }
 MODALITY: dict[str, str] = {"vqa_rad": "radiology", "pathvqa": "pathology"}
-SPLIT_ALIASES: dict[str, tuple[str, ...]] = {"validation": ("validation", "val", "valid"), "test": ("test",),
-                                             "train": ("train",)}
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {"validation": ("validation", "val", "valid", "validate"),
+                                             "test": ("test",), "train": ("train",)}
 YES_NO: frozenset[str] = frozenset({"yes", "no"})
 
 
@@ -84,7 +85,7 @@ def _infer_source(name_or_path: str, records: Mapping[str, list[Any]]) -> str:
 
 
 def _read_local(folder: Path, split: str) -> tuple[dict[str, list[Any]], str]:
-    """Return (column -> values, origin) from a save_to_disk folder or `<split>.jsonl`."""
+    """Return (column -> values, origin) from a save_to_disk folder, `<split>.jsonl` or `<split>.json`."""
     if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
         loaded = datasets.load_from_disk(str(folder))
         if isinstance(loaded, DatasetDict):
@@ -94,14 +95,15 @@ def _read_local(folder: Path, split: str) -> tuple[dict[str, list[Any]], str]:
             return _table_records(loaded[name]), f"{folder} [{name}]"
         return _table_records(loaded), str(folder)
     for alias in SPLIT_ALIASES.get(split, (split,)):
-        path = folder / f"{alias}.jsonl"
-        if path.is_file():
-            return _read_jsonl(path), str(path)
-    raise DataError(f"{folder}: neither a save_to_disk dataset nor a {split}.jsonl file")
+        for reader, suffix in ((_read_jsonl, ".jsonl"), (_read_json_array, ".json")):
+            path = folder / f"{alias}{suffix}"
+            if path.is_file():
+                return _columns(reader(path), path), str(path)
+    raise DataError(f"{folder}: neither a save_to_disk dataset nor a {split}.jsonl or {split}.json file")
 
 
-def _read_jsonl(path: Path) -> dict[str, list[Any]]:
-    rows: list[dict[str, Any]] = []
+def _read_jsonl(path: Path) -> list[Any]:
+    rows: list[Any] = []
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -110,6 +112,24 @@ def _read_jsonl(path: Path) -> dict[str, list[Any]]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise DataError(f"{path}: line {line_number}: invalid JSON: {error}") from error
+    return rows
+
+
+def _read_json_array(path: Path) -> list[Any]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: invalid JSON: {error}") from error
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON array of question objects, got a JSON {type(rows).__name__}")
+    return rows
+
+
+def _columns(rows: list[Any], path: Path) -> dict[str, list[Any]]:
+    """Records -> column -> values (a key missing from a row reads None there)."""
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
     names = sorted({key for row in rows for key in row})
     return {name: [row.get(name) for row in rows] for name in names}
 

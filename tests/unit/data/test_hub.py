@@ -133,3 +133,30 @@ def test_short_name_goes_to_the_hub_id(monkeypatch: pytest.MonkeyPatch) -> None:
     assert column_values(ds, "source") == ["pathvqa"] and column_values(ds, "split") == ["test"]
     load_hub_vqa("flaviagiammarino/vqa-rad", "train")
     assert calls[-1] == ("flaviagiammarino/vqa-rad", "train")
+
+
+def test_slake_release_layout_json_arrays_and_validate_split(slake_dir: Path) -> None:
+    # The SLAKE 1.0 release ships `train.json` / `validate.json` / `test.json` as JSON arrays next to imgs/.
+    rows = [json.loads(line) for line in (slake_dir / "train.jsonl").read_text().splitlines()]
+    (slake_dir / "train.jsonl").unlink()
+    (slake_dir / "train.json").write_text(json.dumps(rows, ensure_ascii=False))
+    (slake_dir / "validate.json").write_text(json.dumps(rows[1:2]))
+
+    train = load_hub_vqa(str(slake_dir), "train")
+    assert column_values(train, "question") == ["Which organ is abnormal?", "Is this a CT?"]  # zh row dropped
+    assert column_values(train, "source") == ["slake", "slake"] and train[0]["image"].size == (12, 12)
+    validation = load_hub_vqa(str(slake_dir), "validation")
+    assert column_values(validation, "answer") == ["No"] and column_values(validation, "split") == ["test"]
+    with pytest.raises(DataError, match=r"neither a save_to_disk dataset nor a test.jsonl or test.json file"):
+        load_hub_vqa(str(slake_dir), "test")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[{\"question\": 1", r"test.json: invalid JSON"),
+    ("{\"question\": \"q\"}", r"test.json: expected a JSON array of question objects, got a JSON dict"),
+    ("[{\"question\": \"q\"}, 3]", r"test.json: row 2: expected a JSON object, got int"),
+])
+def test_a_malformed_json_split_file_is_named_with_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "test.json").write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_hub_vqa(str(tmp_path), "test", source="slake")
