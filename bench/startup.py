@@ -47,8 +47,8 @@ MILESTONES = (("model", "model: "), ("data", "run dir: "), ("ray", "ray: startin
 TIMELINE = (("w_import", "f3ocus_import"), ("w_init", "worker_init"), ("coord", "coordinator"), ("logger", "logger"),
             ("w_ready", "model_info"))
 KEYS = ("model", "data", "ray", "w_import", "w_init", "coord", "logger", "w_ready", "round0", "total")
-HEADER = ("| {code}run | load before | model (imports, validation) | data | ray.init done | w_import | w_init | coord | "
-          "logger | w_ready | **round 0 starts** | total (1 round) |")
+HEADER = ("| {code}run | load before | model (imports, validation) | data | ray.init done | w_import | w_init | "
+          "coord | logger | w_ready | **round 0 starts** | total (1 round) |")
 
 
 def table_rows(label: str, measured: list[dict]) -> list[str]:

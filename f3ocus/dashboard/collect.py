@@ -1,21 +1,22 @@
 """Read one MLflow experiment into the plain data the dashboard draws (MLflow only: no run dirs, no training code).
 
 Everything comes through `MlflowClient`: the experiment's runs (params, tags, status), the metric
-histories `eval/acc` and `comm/bytes_up`, and the artifacts `selection/round_NNN.json` (Pareto front and
-chosen point; only for runs that logged `select/front_size`) and `selection/unit_ranks.json`.
+histories `eval/score` (or `eval/acc`) and `comm/bytes_up`, and the artifacts `selection/round_NNN.json`
+(Pareto front and chosen point; only for runs that logged `select/front_size`) and
+`selection/unit_ranks.json`.
 
 Conventions:
 - Final accuracy: the run's `eval/score` (mean over clients of accuracy for VQA clients, micro-F1 for
   multi-label ones; equal to `eval/acc` in a VQA-only run), or `eval/acc` for runs that predate it, at its
   largest step (the last round). A step logged twice (a resumed round) keeps its latest value.
-- Methods × tasks table: FINISHED runs that have `eval/acc`, grouped by method × model family (rows) and
+- Methods × tasks table: FINISHED runs that have a final score, grouped by method × model family (rows) and
   `data.task` (columns); the method is `selection.method`, with `/selection.solver` appended for the
   multi-objective `f3ocus` selector (`f3ocus/nsga2`). Cells give mean ± sample standard deviation
   (ddof = 1; none for a single run) over the group's runs, i.e. over seeds. Runs of a cell that differ
   in other params too (a sweep's learning rates) are still pooled; the cell lists those params.
 - Sweeps: a run is a sweep's parent when other runs carry its id in the `mlflow.parentRunId` tag. Its
   parallel-coordinates view has one axis per param whose value differs between the children (tracking.*
-  and the client list left out), then the final `eval/acc`.
+  and the client list left out), then the final score.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def _differing_params(members: list[dict[str, Any]]) -> list[str]:
 
 
 def sweep_view(parent: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:
-    """Parallel coordinates of one sweep: an axis per param that varies across children, then final eval/acc."""
+    """Parallel coordinates of one sweep: an axis per param that varies across children, then the final score."""
     scored = [c for c in children if c["final_acc"] is not None]
     keys = sorted({k for c in scored for k in c["params"]})
     varying = [k for k in keys if not k.startswith(SWEEP_SKIP_PREFIXES)
@@ -245,7 +246,7 @@ def sweep_view(parent: dict[str, Any], children: list[dict[str, Any]]) -> dict[s
             axes.append({"name": key, "kind": "categorical",
                          "categories": sorted({str(v) for v in values}, key=_natural)})
     accs = [c["final_acc"] for c in scored]
-    axes.append({"name": EVAL_ACC + " (final)", "kind": "numeric", "min": min(accs, default=0.0),
+    axes.append({"name": EVAL_SCORE + " (final)", "kind": "numeric", "min": min(accs, default=0.0),
                  "max": max(accs, default=1.0)})
     lines = [{"run": c["id"], "name": c["name"],
               "values": [(_number(c["params"].get(k)) if a["kind"] == "numeric" else str(c["params"].get(k)))

@@ -36,8 +36,9 @@ def render_html(data: dict[str, Any]) -> str:
         f"<h1>f3ocus · experiment <code>{_e(exp['name'])}</code></h1>",
         f'<p class="f3-meta">{len(runs)} runs ({finished} finished) · MLflow {_e(exp["tracking_uri"])} · '
         f'experiment id {_e(str(exp["id"]))} · generated {_e(exp["generated"])}</p>',
-        _section("table", "Methods × tasks: final eval/acc, mean ± std over seeds", _methods_table(data["table"])),
-        _section("acc", "Accuracy per round", _chart("acc", any(r["acc"] for r in runs), "no run logged eval/acc")),
+        _section("table", "Methods × tasks: final eval/score, mean ± std over seeds", _methods_table(data["table"])),
+        _section("acc", "Score per round (eval/score)",
+                 _chart("acc", any(r["acc"] for r in runs), "no run logged eval/score or eval/acc")),
         _section("comm", "Communication per round",
                  _chart("comm", any(r["bytes_up"] for r in runs), "no run logged comm/bytes_up")
                  + '<p class="f3-note">comm/bytes_up: bytes the clients uploaded in the round (selected units + head).</p>'),
@@ -47,7 +48,7 @@ def render_html(data: dict[str, Any]) -> str:
         _section("ranks", "Per-client unit ranks across rounds",
                  _chart("ranks", bool(data["ranks"]), "no run logged selection/unit_ranks.json "
                         "(only selectors that use client scores do)")),
-        _section("sweep", "Sweep: parameters vs final eval/acc (parallel coordinates)",
+        _section("sweep", "Sweep: parameters vs final eval/score (parallel coordinates)",
                  _chart("sweep", bool(data["sweeps"]), "no nested runs in this experiment (no run carries a "
                         "mlflow.parentRunId tag): no sweep to show", note_id="no-sweep")),
         _section("runs", "Runs", _runs_table(runs)),
@@ -76,7 +77,7 @@ def format_mean_std(mean: float, std: float | None, n: int) -> str:
 
 def _methods_table(table: dict[str, Any]) -> str:
     if not table["cells"]:
-        return '<p class="f3-note">no finished run with eval/acc</p>'
+        return '<p class="f3-note">no finished run with eval/score or eval/acc</p>'
     cells = {(c["method"], c["family"], c["task"]): c for c in table["cells"]}
     best = {task: max(c["mean"] for c in table["cells"] if c["task"] == task) for task in table["tasks"]}
     rows = ['<table class="f3-table f3-methods"><thead><tr><th class="f3-rowhead">method</th>'
@@ -101,7 +102,8 @@ def _methods_table(table: dict[str, Any]) -> str:
         rows.append(line + "</tr>")
     rows.append("</tbody></table>")
     excluded = table.get("excluded") or {}
-    note = ("final eval/acc = the last round's mean accuracy over clients; std = sample standard deviation "
+    note = ("final eval/score = the last round's mean over clients of accuracy (micro-F1 for a multi-label "
+            "client; eval/acc for runs that predate eval/score); std = sample standard deviation "
             "(n − 1) over the group's runs (seeds); FINISHED runs only; bold = best mean per task.")
     if any(c.get("differs_in") for c in table["cells"]):
         note += (" * = the cell pools runs that differ in more than the seed (hover for the params; the sweep "
@@ -115,7 +117,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return '<p class="f3-note">no runs</p>'
     names = {r["id"]: r["name"] for r in runs}
-    head = ("run", "status", "method", "model", "task", "seed", "rounds", "final eval/acc", "upload MB", "parent")
+    head = ("run", "status", "method", "model", "task", "seed", "rounds", "final eval/score", "upload MB", "parent")
     rows = ['<table class="f3-table f3-runs"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for r in runs:
         rounds = int(r["acc"][-1][0]) if r["acc"] else None

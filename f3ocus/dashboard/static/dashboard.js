@@ -139,7 +139,7 @@
   // ------------------------------------------------------------------------------------------- panels
   function renderAccuracy(container) {
     const series = DATA.runs.filter((r) => r.acc.length).map((r) => ({run: r.id, points: r.acc}));
-    lineChart(container, series, {xLabel: "round (0 = before training)", yLabel: "eval/acc (mean over clients)",
+    lineChart(container, series, {xLabel: "round (0 = before training)", yLabel: "eval/score (mean over clients)",
                                   valueName: "acc", cls: "f3-acc"});
   }
 
@@ -272,8 +272,8 @@
         });
       });
       htmlEl("p", {class: "f3-note"}, area, `sweep ${sweep.name}: ${sweep.lines.length} of ${sweep.num_children} child runs` +
-             (sweep.unscored ? ` (${sweep.unscored} without eval/acc left out)` : "") +
-             "; one line per trial, coloured by final eval/acc (yellow = best).");
+             (sweep.unscored ? ` (${sweep.unscored} without a score left out)` : "") +
+             "; one line per trial, coloured by final eval/score (yellow = best).");
     };
     select(controls, "sweep", DATA.sweeps.map((s) => [s.parent, `${s.name} (${s.num_children} trials)`]),
            (value) => draw(DATA.sweeps.find((s) => s.parent === value)));

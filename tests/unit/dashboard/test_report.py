@@ -103,7 +103,7 @@ def test_every_panel_is_present_with_its_data(demo_report, mlflow_store):
     assert sweep["parent"] == ids["sweep"] and sweep["num_children"] == 3
     assert [(a["name"], a["kind"]) for a in sweep["axes"]] == [
         ("federation.lr", "numeric"), ("seed", "numeric"), ("selection.solver", "categorical"),
-        ("eval/acc (final)", "numeric")]
+        ("eval/score (final)", "numeric")]
     assert sweep["axes"][2]["categories"] == ["nsga2", "sa"]
     lines = {line["name"]: line["values"] for line in sweep["lines"]}
     assert lines == {"nsga2-s0": [0.001, 0.0, "nsga2", 0.55], "nsga2-s1": [0.001, 1.0, "nsga2", 0.75],
