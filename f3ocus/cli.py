@@ -190,7 +190,7 @@ def _tiny_family(name: str) -> str:
 
 
 def _run_stops() -> tuple[type[BaseException], ...]:
-    from f3ocus.federated.coordinator import TooFewClientsError
+    from f3ocus.federated.state import TooFewClientsError
 
     return (TooFewClientsError,)
 

@@ -55,7 +55,7 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
     Used by sweep trials (`f3ocus.sweeps`): `on_round(record, run_info)` after every round,
     `placement` (a `ray_engine.ActorPlacement`, Ray engine only) and `run_tags` (extra MLflow tags).
     """
-    from f3ocus.federated.coordinator import CHECKPOINT, FederationState
+    from f3ocus.federated.state import CHECKPOINT, FederationState
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
@@ -94,7 +94,7 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
 
     `num_units` is the model's unit count as `validate` found it (budgets are checked against it).
     """
-    from f3ocus.federated.coordinator import Federation
+    from f3ocus.federated.state import Federation
     from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
 
     output_dir = Path(cfg.tracking.output_dir).expanduser().resolve()

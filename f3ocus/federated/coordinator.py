@@ -4,16 +4,15 @@
 evaluate -> log. The coordinator holds no model and sees no data: it knows the units, the tensors of
 the global state, client names, example counts and budgets. It runs in-process (`LocalPool`, tests)
 or as a Ray actor that owns a `RayPool` of client actors. Everything needed to continue a run lives in
-`FederationState`, which is written atomically after every round.
+`FederationState` (with the federation's public facts, `Federation`, in `state.py`), which is written
+atomically after every round.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,17 +25,12 @@ from f3ocus.federated.aggregate import RunningFedAvg
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError)
 from f3ocus.federated.pool import WorkerPool
+from f3ocus.federated.state import (CHECKPOINT, Federation, FederationState, Progress, TooFewClientsError,
+                                    UpdateSummary)
 from f3ocus.selection import SelectionResult, build_selector, check_mask
 from f3ocus.tracking import names
 from f3ocus.tracking.base import MetricLogger
 from f3ocus.utils.seeding import SCORE, SELECT, TRAIN, derive_seed, numpy_rng
-
-
-CHECKPOINT = "checkpoint.pt"
-
-
-class TooFewClientsError(RuntimeError):
-    """A round ended with fewer usable client updates than `federation.min_clients`; the run stops."""
 
 
 def _non_finite(update: ClientUpdate) -> str | None:
@@ -66,69 +60,6 @@ class _Laps:
 # Per-round selection JSON and figures, written here first (so `finish` can read every round back, also
 # after a resume) and logged under the same artifact folder.
 SELECTION_DIR = "selection"
-
-
-@dataclass
-class FederationState:
-    """All the coordinator needs to continue a run: last completed round, global tensors, history.
-
-    There is no generator state to save: every random stream is derived from (seed, round_idx,
-    client, purpose) by `f3ocus.utils.seeding`, so round r draws the same numbers fresh or resumed.
-    """
-
-    round_idx: int
-    tensors: dict[str, torch.Tensor]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    mlflow_run_id: str | None = None
-
-    def save(self, path: Path) -> None:
-        """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-        tmp = path.with_suffix(".tmp")
-        torch.save(dataclasses.asdict(self), tmp)
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> "FederationState":
-        return cls(**torch.load(path, weights_only=False))
-
-
-@dataclass
-class Progress:
-    """What the driver shows while a round runs."""
-
-    round_idx: int = 0
-    rounds: int = 0
-    phase: str = "starting"
-    done: int = 0
-    total: int = 0
-    round_seconds: list[float] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class UpdateSummary:
-    """What the round record keeps of a client's update once its tensors are folded into the average."""
-
-    client: str
-    num_examples: int
-    train_loss: float
-    num_bytes: int
-
-
-@dataclass(frozen=True)
-class Federation:
-    """The public facts of the federation: client names (sorted), train sizes, budgets, baseline.
-
-    `majority_baseline`: client -> accuracy of always giving its majority train answer (subset accuracy
-    for a multi-label client); `majority_f1`: multi-label client -> micro-F1 of that baseline;
-    `client_kinds`: client -> "vqa" | "multilabel" (missing: "vqa"; see `f3ocus.federated.evaluation`).
-    """
-
-    clients: tuple[str, ...]
-    num_examples: dict[str, int]
-    budgets: tuple[int, ...]
-    majority_baseline: dict[str, float]
-    client_kinds: dict[str, str] = field(default_factory=dict)
-    majority_f1: dict[str, float] = field(default_factory=dict)
 
 
 class Coordinator:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from f3ocus.federated.coordinator import Progress
+from f3ocus.federated.state import Progress
 
 
 def format_progress(progress: Progress) -> str:

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from f3ocus.config.schema import ExperimentConfig
-from f3ocus.federated.coordinator import CHECKPOINT, Coordinator, FederationState, TooFewClientsError
+from f3ocus.federated.coordinator import Coordinator
 from f3ocus.federated.pool import RayPool
+from f3ocus.federated.state import CHECKPOINT, FederationState, TooFewClientsError
 from f3ocus.federated.progress import format_progress, format_round
 
 

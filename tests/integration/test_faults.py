@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from f3ocus.config import load_config
 from f3ocus.experiment import run_experiment
 from f3ocus.federated import ray_engine
-from f3ocus.federated.coordinator import CHECKPOINT, FederationState, TooFewClientsError
+from f3ocus.federated.state import CHECKPOINT, FederationState, TooFewClientsError
 from f3ocus.federated.messages import EvalTask, GlobalState, WorkerError
 from f3ocus.federated.pool import RayPool
 from f3ocus.federated.worker import ClientWorker

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from f3ocus.config import load_config
 from f3ocus.experiment import run_experiment
-from f3ocus.federated.coordinator import CHECKPOINT, FederationState
+from f3ocus.federated.state import CHECKPOINT, FederationState
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from f3ocus.config.schema import ExperimentConfig, FederationConfig, SelectionConfig, TrackingConfig
-from f3ocus.federated.coordinator import Coordinator, Federation, FederationState
+from f3ocus.federated.coordinator import Coordinator
+from f3ocus.federated.state import Federation, FederationState
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo, ScoreReport, WorkerError
 from f3ocus.tracking.base import NullLogger
 

@@ -7,7 +7,8 @@ import torch
 
 from f3ocus.config.schema import ConfigError, ExperimentConfig, FederationConfig, SelectionConfig, TrackingConfig
 from f3ocus.config.validate import check_min_clients
-from f3ocus.federated.coordinator import Coordinator, Federation, FederationState, TooFewClientsError
+from f3ocus.federated.coordinator import Coordinator
+from f3ocus.federated.state import Federation, FederationState, TooFewClientsError
 from f3ocus.federated.messages import ClientUpdate, EvalTask, GlobalState, WorkerError
 from f3ocus.federated.pool import FaultLog, LocalPool
 from f3ocus.tracking.base import NullLogger

@@ -17,7 +17,8 @@ import torch
 from f3ocus.config.schema import ExperimentConfig, FederationConfig, SelectionConfig, TrackingConfig
 from f3ocus.data.partition import client_names
 from f3ocus.federated.aggregate import masked_fedavg
-from f3ocus.federated.coordinator import Coordinator, Federation
+from f3ocus.federated.coordinator import Coordinator
+from f3ocus.federated.state import Federation
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo, ScoreReport
 from f3ocus.tracking.base import NullLogger
 from f3ocus.tracking.mlflow_logger import MlflowLogger

@@ -7,7 +7,8 @@ import torch
 
 from f3ocus.config.schema import ExperimentConfig, FederationConfig, ModelConfig, SelectionConfig, TrackingConfig
 from f3ocus.federated import evaluation
-from f3ocus.federated.coordinator import Coordinator, Federation, Progress
+from f3ocus.federated.coordinator import Coordinator
+from f3ocus.federated.state import Federation, Progress
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo
 from f3ocus.federated.progress import format_round
 from f3ocus.tracking import names

@@ -8,7 +8,8 @@ import torch
 from f3ocus.config import load_config
 from f3ocus.config.schema import (ConfigError, DataConfig, ExperimentConfig, FederationConfig, ModelConfig,
                                   PartitionConfig, SelectionConfig, TrackingConfig)
-from f3ocus.federated.coordinator import Coordinator, Federation
+from f3ocus.federated.coordinator import Coordinator
+from f3ocus.federated.state import Federation
 from f3ocus.federated.messages import ClientUpdate, GlobalState, TrainTask, cast_floating
 from f3ocus.tracking.base import NullLogger
 from tests.unit.federated.test_coordinator import FakePool

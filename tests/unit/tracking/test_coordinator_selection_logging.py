@@ -5,7 +5,8 @@ import json
 import pytest
 
 from f3ocus.config.schema import ExperimentConfig, FederationConfig, SelectionConfig, TrackingConfig
-from f3ocus.federated.coordinator import Coordinator, Federation
+from f3ocus.federated.coordinator import Coordinator
+from f3ocus.federated.state import Federation
 from f3ocus.tracking import names
 from tests.unit.federated.test_coordinator import FakePool
 
