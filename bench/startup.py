@@ -87,9 +87,9 @@ def one_run(out_dir: Path, overrides: list[str], repo: Path = ROOT) -> dict[str,
     if process.wait() != 0:
         raise RuntimeError(f"f3ocus run failed: {' '.join(command)}\n{''.join(output[-30:])}")
     times["total"] = time.perf_counter() - start
-    history = json.loads(result.read_text())["history"]
-    times["round0"] = times["round0_line"] - history[0]["seconds"]
-    at = json.loads(result.read_text())["startup_seconds"].get("at", {})
+    summary = json.loads(result.read_text())
+    times["round0"] = times["round0_line"] - summary["history"][0]["seconds"]
+    at = summary["startup_seconds"].get("at", {})
     for key, event in TIMELINE:
         if event in at:
             times[key] = at[event] - started_at

@@ -5,9 +5,10 @@ closed-question filter. A short name or hub id goes through `datasets.load_datas
 project's machines, so that branch is one call); a local directory is either a `save_to_disk` dataset
 (Dataset or DatasetDict) or a folder with one file per split whose image fields are paths relative to
 the folder: `<split>.jsonl` (one JSON object per line) or `<split>.json` (a JSON array of objects, as
-the SLAKE 1.0 release ships `train.json`, `validate.json` and `test.json` next to `imgs/`). VQA-RAD and PathVQA rows carry image, question, answer; SLAKE rows carry img_name (a path
-relative to the image folder), question, answer, modality, answer_type (OPEN/CLOSED), content_type,
-q_lang (en/zh: only English is kept) and location.
+the SLAKE 1.0 release ships `train.json`, `validate.json` and `test.json` next to `imgs/`). VQA-RAD and
+PathVQA rows carry image, question, answer; SLAKE rows carry img_name (a path relative to the image
+folder), question, answer, modality, answer_type (OPEN/CLOSED), content_type, q_lang (en/zh: only
+English is kept) and location.
 """
 
 from __future__ import annotations

@@ -83,8 +83,9 @@ def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | N
             # The client actors are created here, before the coordinator, so their start (process, torch /
             # transformers imports, model load: the longest part of start-up) overlaps the coordinator's.
             pool = _start_pool(cfg, prepared, placement)
-            coordinator = _start_coordinator(cfg, prepared, pool, resume, show, placement)
+            coordinator = None
             try:
+                coordinator = _start_coordinator(cfg, prepared, pool, resume, show, placement)
                 return _run_rounds(cfg, coordinator, show, on_round)
             except ray.exceptions.RayActorError as error:
                 if restarts >= cfg.federation.coordinator_restarts:
@@ -94,7 +95,8 @@ def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | N
                 show(f"coordinator died ({type(error).__name__}); restarting from the checkpoint of round "
                      f"{resume.round_idx} ({restarts}/{cfg.federation.coordinator_restarts})")
             finally:
-                ray.kill(coordinator)
+                if coordinator is not None:
+                    ray.kill(coordinator)
                 pool.shutdown()  # the driver owns the first actors; replacements die with their coordinator
     finally:
         if started_ray:

@@ -18,7 +18,8 @@ from torch import nn
 from transformers import AutoConfig, AutoProcessor
 
 from f3ocus.models._rng import isolated_rng
-from f3ocus.models.catalog import DEFAULT_IMAGE_SIZE, FOUNDATION, PRESET_PREFIX, SCRATCH, family_name, list_units
+from f3ocus.models.catalog import (BUILTIN_CHECKPOINTS, DEFAULT_IMAGE_SIZE, FOUNDATION, PRESET_PREFIX, SCRATCH,
+                                   family_name, list_units)
 from f3ocus.models.families.llava import LLAVA
 from f3ocus.models.families.vilt import VILT
 from f3ocus.models.family import FamilySpec
@@ -129,7 +130,7 @@ def units_from_config(family: str, checkpoint: str = SCRATCH) -> list[str]:
     """
     spec = get_family(family)
     with torch.device("meta"):
-        if checkpoint in (SCRATCH, FOUNDATION):
+        if checkpoint in BUILTIN_CHECKPOINTS:
             backbone, _ = spec.build_tiny(default_words(), DEFAULT_IMAGE_SIZE)
         else:
             config = AutoConfig.from_pretrained(checkpoint)
