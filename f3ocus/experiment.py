@@ -109,7 +109,7 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
     budgets = check_budgets(cfg, num_units=num_units, num_clients=len(clients))
     check_min_clients(cfg, num_clients=len(clients))
     # Majority baseline: accuracy (and, for multi-label clients, micro-F1) of always giving the majority answer.
-    majority = {c: store.majority_scores(c) for c in clients}
+    majority = {c: store.majority_scores(c, cfg.data.eval_split) for c in clients}
     federation = Federation(clients, {c: store.num_examples(c, "train") for c in clients}, budgets,
                             {c: scores["accuracy"] for c, scores in majority.items()},
                             client_kinds={c: store.task_kind(c) for c in clients},

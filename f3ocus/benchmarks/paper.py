@@ -57,6 +57,9 @@ def add_bench_parser(commands: Any) -> None:
     paper.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key in every cell, e.g. --set federation.local_epochs=2")
     paper.set_defaults(handler=_bench_paper)
+    from f3ocus.benchmarks.study import add_study_parser
+
+    add_study_parser(kinds)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -166,7 +169,8 @@ def _finished(bench_dir: Path, cell: Cell) -> dict[str, Any] | None:
     return summary if summary.get("status") == "ok" and summary.get("config_hash") == cell.config_hash else None
 
 
-def _open_parent(uri: str, experiment: str, bench_dir: Path, output_dir: Path, profile: str, cells: list[Cell]):
+def _open_parent(uri: str, experiment: str, bench_dir: Path, output_dir: Path, profile: str, cells: list[Cell],
+                 bench: str = "paper"):
     """The bench's parent run: the one this bench dir already has (a resumed bench), else a new one."""
     from f3ocus.tracking import MlflowLogger
 
@@ -180,8 +184,8 @@ def _open_parent(uri: str, experiment: str, bench_dir: Path, output_dir: Path, p
             MlflowClient(uri).get_run(run_id)
         except Exception:  # noqa: BLE001 - a parent from another store: start a new one
             run_id = None
-    logger = MlflowLogger(uri, experiment, f"bench-paper-{profile}", output_dir / "mlartifacts",
-                          tags={"f3ocus.bench": "paper", "f3ocus.bench.role": "parent"}, run_id=run_id,
+    logger = MlflowLogger(uri, experiment, f"bench-{bench}-{profile}", output_dir / "mlartifacts",
+                          tags={"f3ocus.bench": bench, "f3ocus.bench.role": "parent"}, run_id=run_id,
                           buffer_path=bench_dir / "mlflow_buffer.jsonl")
     if run_id is None:
         logger.log_params({"profile": profile, "cells": len(cells),
@@ -194,9 +198,9 @@ def _open_parent(uri: str, experiment: str, bench_dir: Path, output_dir: Path, p
 
 
 # ------------------------------------------------------------------------------------------ running
-def _run_cells(cells: list[Cell], uri: str, parent_run_id: str, jobs: int, bench_dir: Path):
+def _run_cells(cells: list[Cell], uri: str, parent_run_id: str, jobs: int, bench_dir: Path, bench: str = "paper"):
     """Yield each cell's summary as it finishes (in-process for one job, spawned processes for more)."""
-    calls = [(cell, uri, parent_run_id, str(bench_dir / "logs")) for cell in cells]
+    calls = [(cell, uri, parent_run_id, str(bench_dir / "logs"), bench) for cell in cells]
     if jobs == 1 or len(cells) <= 1:
         for call in calls:
             yield run_cell(*call)
@@ -212,7 +216,7 @@ def _run_cells(cells: list[Cell], uri: str, parent_run_id: str, jobs: int, bench
                 yield future.result()
 
 
-def run_cell(cell: Cell, uri: str, parent_run_id: str, log_dir: str) -> dict[str, Any]:
+def run_cell(cell: Cell, uri: str, parent_run_id: str, log_dir: str, bench: str = "paper") -> dict[str, Any]:
     """Run one cell as an MLflow child of the parent; return its summary (never raises: failures are data)."""
     from f3ocus.experiment import run_experiment
 
@@ -225,10 +229,10 @@ def run_cell(cell: Cell, uri: str, parent_run_id: str, log_dir: str) -> dict[str
     with open(Path(log_dir) / f"{cell_id}.log", "w") as log:
         try:
             result = run_experiment(config, show=lambda line: print(line, file=log, flush=True), run_tags={
-                PARENT_TAG: parent_run_id, "f3ocus.bench": "paper", "f3ocus.bench.cell": cell_id,
+                PARENT_TAG: parent_run_id, "f3ocus.bench": bench, "f3ocus.bench.cell": cell_id,
                 "f3ocus.bench.task": cell.task, "f3ocus.bench.method": method, "f3ocus.bench.seed": f"s{cell.seed}"})
             summary.update(status="ok", **cell_figures(config, result))
-            if METHODS[method].group == "peft":
+            if method in METHODS and METHODS[method].group == "peft":
                 summary["gflop_per_client_round"] = round_gflops(config, result)
                 summary["gflop_method"] = "counted: torch FlopCounterMode, one batch, scaled to a round"
         except Exception as error:  # noqa: BLE001 - one cell's failure is recorded, the grid goes on
@@ -247,7 +251,11 @@ def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, 
     uploads = [size for record in trained for size in record.get("bytes_up_per_client", {}).values()]
     mean_bytes = sum(uploads) / len(uploads) if uploads else float("nan")
     baseline = result.get("majority_baseline", {})
-    return {"score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
+    rounds = [record for record in result["history"] if "score" in record]
+    return {"score_per_round": [float(record["score"]) for record in rounds],  # round 0 = before training
+            "distinct_units_per_round": [len({unit for units in (record.get("selected") or {}).values()
+                                              for unit in units}) for record in trained],
+            "num_units": len(result.get("units", ())) or None,"score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
             "majority_score": baseline.get("score", baseline.get("accuracy")),
             "upload_mbit_per_client_round": mean_bytes * 8 / 1e6,
             "trainable_params_per_client_round": mean_bytes / BYTES_PER_VALUE[config.federation.upload_dtype],

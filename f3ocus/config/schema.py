@@ -55,6 +55,10 @@ class ModelConfig:
     use); "scratch" = the tiny preset with random weights (tests); anything else = a hub id or a local
     directory passed to `from_pretrained`.
 
+    `selectable`: the stacks whose blocks are units (e.g. `[language]`: the LLM blocks of LLaVA / BLIP-2, as
+    the paper selects; stacks: vision, connector, qformer, language, fusion); null = every block. Blocks of
+    other stacks stay frozen and are never offered to a selector.
+
     `unit_mode`: what a unit trains. "layer" = the block's own weights; "adapter" = LoRA (`lora`) in every
     Linear of the block; "bottleneck" = one bottleneck adapter (width `bottleneck_dim`) on the block's
     output; "layernorm" = the block's norm weights/biases; "bias" = the block's bias tensors (BitFit);
@@ -65,6 +69,7 @@ class ModelConfig:
     family: str = "llava"
     checkpoint: str = "foundation"
     unit_mode: Literal["layer", "adapter", "bottleneck", "layernorm", "bias", "prompt"] = "layer"
+    selectable: tuple[str, ...] | None = None
     lora: LoraConfig = field(default_factory=LoraConfig)
     bottleneck_dim: int = 16
     prompt_length: int = 4
@@ -77,6 +82,8 @@ class ModelConfig:
         _require(self.bottleneck_dim >= 1, "bottleneck_dim", f"must be >= 1, got {self.bottleneck_dim}")
         _require(self.prompt_length >= 1, "prompt_length", f"must be >= 1, got {self.prompt_length}")
         _require(self.image_size >= 8, "image_size", f"must be >= 8, got {self.image_size}")
+        _require(self.selectable is None or len(self.selectable) > 0, "selectable",
+                 "must name at least one stack, or be null (every block)")
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,10 @@ class DataConfig:
     it and the prepared store counts skipped rows per reason (`FederatedStore.bad_rows`). Whatever the
     policy, a structurally broken file (an `.npz` missing a key, of the wrong rank, with image and label
     counts that differ) and an empty client (a file or requested modality left with no row) are errors.
+    `validation_fraction`: share of each client's train rows held out as its validation split (never trained
+    on; carved after `samples_per_client` caps the client, so the test rows are the same with or without it).
+    `evaluate_on`: which split `eval/*` scores ("validation" needs validation_fraction > 0): choose schedules
+    and options on validation, report on test.
     """
 
     task: str = "ultra_medvqa"
@@ -147,6 +158,8 @@ class DataConfig:
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     on_bad_row: Literal["fail", "skip"] = "fail"
     sources: tuple[SourceConfig, ...] = ()
+    validation_fraction: float = 0.0
+    evaluate_on: Literal["test", "validation"] = "test"
 
     def __post_init__(self) -> None:
         _require(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
@@ -161,6 +174,17 @@ class DataConfig:
         _require(self.samples_per_client is None or self.samples_per_client >= 10, "samples_per_client",
                  f"must be >= 10 or null, got {self.samples_per_client}")
         _require(self.on_bad_row in ("fail", "skip"), "on_bad_row", f"must be fail or skip, got {self.on_bad_row!r}")
+        _require(0.0 <= self.validation_fraction < 1.0, "validation_fraction",
+                 f"must be in [0, 1), got {self.validation_fraction}")
+        _require(self.evaluate_on in ("test", "validation"), "evaluate_on",
+                 f"must be test or validation, got {self.evaluate_on!r}")
+        _require(self.evaluate_on == "test" or self.validation_fraction > 0, "evaluate_on",
+                 "evaluate_on: validation needs validation_fraction > 0")
+
+    @property
+    def eval_split(self) -> str:
+        """The store split `eval/*` is computed on ("test" or "val")."""
+        return "val" if self.evaluate_on == "validation" else "test"
 
 
 @dataclass(frozen=True)

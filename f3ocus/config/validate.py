@@ -26,7 +26,7 @@ def validate(cfg: ExperimentConfig) -> list[str]:
         ConfigError: the first problem found, naming its field.
     """
     from f3ocus.importance.registry import SCORERS
-    from f3ocus.models.catalog import FAMILY_NAMES, list_units  # no transformers for built-in checkpoints
+    from f3ocus.models.catalog import FAMILY_NAMES, list_units, selectable_units  # no transformers for built-ins
     from f3ocus.selection.registry import SELECTORS
 
     _known("model.family", cfg.model.family, FAMILY_NAMES)
@@ -43,6 +43,10 @@ def validate(cfg: ExperimentConfig) -> list[str]:
         units = list_units(cfg.model.family, cfg.model.checkpoint, cache_dir=cfg.model.cache_dir)
     except (OSError, ValueError) as error:
         raise ConfigError("model.checkpoint", f"cannot read the model config: {error}") from None
+    try:
+        units = selectable_units(units, cfg.model.selectable)
+    except ValueError as error:
+        raise ConfigError("model.selectable", str(error)) from None
     if cfg.model.unit_mode == "prompt" and not cfg.federation.train_head:
         raise ConfigError("federation.train_head", "must be true with model.unit_mode 'prompt': the prompt vectors "
                                                    "train with the head and the units own nothing")
@@ -96,9 +100,9 @@ def expected_num_clients(cfg: ExperimentConfig) -> int | None:
 
         return len({medmnist_info(flag).modality for flag in data.modalities})
     if data.task == "easy_vqa_domains" and partition.by == "modality":
-        from f3ocus.data.domains import DOMAINS
+        from f3ocus.data.domains import FIVE_DOMAINS
 
-        return len(data.modalities or DOMAINS)  # one client per domain shift
+        return len(data.modalities or FIVE_DOMAINS)  # one client per domain shift (default: the five)
     return None
 
 

@@ -29,6 +29,9 @@ GRAIN_SIGMA = 40.0  # grey levels
 BLUR_RADIUS = 2.0  # pixels of a 64x64 image
 TINT = (1.0, 0.72, 0.38)  # RGB gains: a sepia cast
 CONTRAST = 0.35  # pixel = mean + CONTRAST * (pixel - mean)
+PIXELATE = 4  # block side in pixels
+DARK_GAMMA = 2.2  # pixel = 255 * (pixel / 255) ** gamma: shadows crushed
+SALT_PEPPER = 0.06  # share of pixels set to black or white
 
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -54,8 +57,28 @@ def _low_contrast(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return pixels.mean() + CONTRAST * (pixels - pixels.mean())
 
 
+def _pixelate(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    image = Image.fromarray(pixels.astype(np.uint8))
+    small = image.resize((max(1, image.width // PIXELATE), max(1, image.height // PIXELATE)), Image.Resampling.BOX)
+    return np.asarray(small.resize(image.size, Image.Resampling.NEAREST), dtype=np.float32)
+
+
+def _dark(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return 255.0 * (pixels / 255.0) ** DARK_GAMMA
+
+
+def _salt_pepper(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    hit = rng.random(pixels.shape[:2]) < SALT_PEPPER  # (H, W): whole pixels turn black or white
+    noisy = pixels.copy()
+    noisy[hit] = np.where(rng.random(int(hit.sum())) < 0.5, 0.0, 255.0)[:, None]
+    return noisy
+
+
 DOMAINS: dict[str, Shift] = {"invert": _invert, "grain": _grain, "blur": _blur, "tint": _tint,
-                             "low_contrast": _low_contrast}
+                             "low_contrast": _low_contrast,
+                             # Three more, so that a study can have 8 domain clients (docs/STUDY.md).
+                             "pixelate": _pixelate, "dark": _dark, "salt_pepper": _salt_pepper}
+FIVE_DOMAINS: tuple[str, ...] = ("invert", "grain", "blur", "tint", "low_contrast")  # the default set (T1)
 
 
 def shift_image(image: Image.Image, domain: str, rng: np.random.Generator) -> np.ndarray:
@@ -93,7 +116,7 @@ def build_easy_vqa_domains(domains: Sequence[str] | None = None, per_domain: int
     Raises:
         DataError: an unknown domain.
     """
-    names = list(domains) if domains is not None else list(DOMAINS)
+    names = list(domains) if domains is not None else list(FIVE_DOMAINS)
     unknown = [name for name in names if name not in DOMAINS]
     if unknown or not names:
         raise DataError(f"easy_vqa_domains: unknown domain(s) {unknown}; known: {', '.join(DOMAINS)}")

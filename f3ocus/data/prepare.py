@@ -83,6 +83,8 @@ def prepare_federated_data(cfg: DataConfig, out_dir: Path, *, seed: int) -> Fede
     partitioned = partition(raw, cfg.partition, seed=seed)
     if cfg.samples_per_client is not None:
         partitioned = cap_clients(partitioned, cfg.samples_per_client, cfg.test_fraction, seed=seed)
+    if cfg.validation_fraction > 0:
+        partitioned = carve_validation(partitioned, cfg.validation_fraction, seed=seed)
     if report.total:
         logger.warning("data: %s (data.on_bad_row: skip); first: %s", report.summary(), report.examples[0])
     return FederatedStore.save(partitioned, out_dir, fingerprint=fingerprint, bad_rows=report.to_dict())
@@ -189,6 +191,22 @@ def partition(ds: Dataset, cfg: PartitionConfig, *, seed: int) -> Dataset:
     if cfg.scheme == "dirichlet":
         return partition_dirichlet(ds, cfg.num_clients, cfg.alpha, seed, label_column=cfg.label_column)
     return partition_iid(ds, cfg.num_clients, seed)
+
+
+def carve_validation(ds: Dataset, fraction: float, *, seed: int) -> Dataset:
+    """Relabel a seeded `fraction` of each client's train rows as split "val" (at least 1, and at least 1 train
+    row left). Test rows are untouched, so a schedule chosen on "val" never sees them.
+    """
+    rng = np.random.default_rng([seed, 0x7A1])  # its own stream: the capped subset does not depend on it
+    clients = np.asarray(column_values(ds, "client"), dtype=object)
+    splits = np.asarray(column_values(ds, "split"), dtype=object)
+    new = splits.copy()
+    for client in sorted(set(clients.tolist())):
+        train_rows = np.flatnonzero((clients == client) & (splits == "train"))
+        n_val = min(max(1, int(round(len(train_rows) * fraction))), len(train_rows) - 1)
+        if n_val > 0:
+            new[rng.choice(train_rows, size=n_val, replace=False)] = "val"
+    return ds.remove_columns("split").add_column("split", new.tolist())
 
 
 def cap_clients(ds: Dataset, samples_per_client: int, test_fraction: float, *, seed: int) -> Dataset:

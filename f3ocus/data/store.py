@@ -36,7 +36,8 @@ from f3ocus.data.schema import DataError, column_values
 FORMAT_VERSION = 2  # 2: "findings" and per-client "kinds" (multi-label clients)
 VQA = "vqa"
 TASK_KINDS: tuple[str, ...] = (VQA, MULTILABEL)
-SPLITS: tuple[str, ...] = ("train", "test")
+SPLITS: tuple[str, ...] = ("train", "test", "val")  # val: carved from the train rows (`data.validation_fraction`)
+VALIDATION = "val"
 
 
 class FederatedStore:
@@ -165,15 +166,15 @@ class FederatedStore:
         self._shard_meta(client, "train")
         return str(self._meta["majority_answer"][client])
 
-    def majority_scores(self, client: str) -> dict[str, float]:
-        """The trivial baseline on the client's test rows: always answer `majority_answer(client)`.
+    def majority_scores(self, client: str, split: str = "test") -> dict[str, float]:
+        """The trivial baseline on the client's `split` rows (test, or val): always answer `majority_answer(client)`.
 
         Returns:
             {"accuracy": exact-match accuracy (for a multi-label client: subset accuracy of predicting its
             most frequent train label set)}, plus {"f1": micro-F1} for a multi-label client.
         """
         majority = self.majority_answer(client)
-        test = column_values(self.shard(client, "test"), "answer")
+        test = column_values(self.shard(client, split), "answer")
         if self.task_kind(client) != MULTILABEL:
             return {"accuracy": closed_set_accuracy([majority] * len(test), test)}
         targets = multi_hot(test, self.findings)  # (n, C)
@@ -185,7 +186,8 @@ class FederatedStore:
             raise KeyError(f"unknown client {client!r}; clients are {self.clients}")
         if split not in SPLITS:
             raise KeyError(f"unknown split {split!r}; expected one of {SPLITS}")
-        return self._meta["shards"][client][split]
+        # A store saved before the val split existed has none: an empty shard.
+        return self._meta["shards"][client].get(split, {"indices": [], "count": 0})
 
 
 def read_meta(out_dir: str | Path) -> dict[str, Any] | None:

@@ -60,7 +60,7 @@ class ClientWorker:
             lora_r=cfg.model.lora.r, lora_alpha=cfg.model.lora.alpha, lora_dropout=cfg.model.lora.dropout,
             bottleneck_dim=cfg.model.bottleneck_dim, prompt_length=cfg.model.prompt_length,
             image_size=cfg.model.image_size, seed=cfg.seed, cache_dir=spec.model_cache_dir,
-            findings=self._store.findings,
+            findings=self._store.findings, selectable=cfg.model.selectable,
         ).to(self._device)
         self._scorer = build_scorer(cfg.selection.scorer)
         self._init_seconds = {"imports": imported - started, "store": opened - imported,
@@ -120,7 +120,7 @@ class ClientWorker:
         state = self._resolve(state)
         start = time.perf_counter()
         self._load(state)
-        shard = self._shard(task.client, "test")
+        shard = self._shard(task.client, self._cfg.data.eval_split)  # test, or val while choosing a schedule
         result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size)
         return EvalReport(task.client, float(result.accuracy), float(result.loss), int(result.n),
                           time.perf_counter() - start, kind=result.kind, f1=result.f1, f1_macro=result.f1_macro)

@@ -12,6 +12,7 @@ builds every preset and checks it against this table, and `FAMILY_NAMES` against
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 SCRATCH = "scratch"  # the tiny preset with seeded random weights
@@ -27,6 +28,9 @@ PRESET_UNITS: dict[str, tuple[str, ...]] = {
     "blip": ("vision.0", "vision.1", "vision.2", "language.0", "language.1", "language.2"),
     "blip2": ("vision.0", "vision.1", "vision.2", "qformer.0", "qformer.1", "connector",
               "language.0", "language.1", "language.2"),
+    # The deep presets (as many selectable blocks as the paper's models): LLaVA with 24 language blocks, ViLT with 12.
+    "llava24": ("vision.0", "vision.1", "connector", *(f"language.{i}" for i in range(24))),
+    "vilt12": tuple(f"fusion.{i}" for i in range(12)),
 }
 FAMILY_NAMES: tuple[str, ...] = tuple(PRESET_UNITS)
 
@@ -44,20 +48,49 @@ def family_name(family: str) -> str:
     return name
 
 
-def list_units(family: str, checkpoint: str = SCRATCH, cache_dir: str | Path | None = None) -> list[str]:
+def list_units(family: str, checkpoint: str = SCRATCH, cache_dir: str | Path | None = None,
+               selectable: Sequence[str] | None = None) -> list[str]:
     """Unit names of a model without building it.
 
     "scratch" and "foundation" share the tiny preset's architecture: their units come from
     `PRESET_UNITS`. Any other checkpoint's config is read and the model built on the meta device.
-    `cache_dir` is accepted for symmetry with `build_vqa_model`.
+    `cache_dir` is accepted for symmetry with `build_vqa_model`. `selectable` keeps only the units of
+    those stacks (see `selectable_units`).
 
     Raises:
-        ValueError: unknown family; OSError: an unreadable checkpoint config.
+        ValueError: unknown family, a `selectable` stack the model does not have; OSError: an unreadable
+            checkpoint config.
     """
     del cache_dir
     name = family_name(family)
     if checkpoint in BUILTIN_CHECKPOINTS:
-        return list(PRESET_UNITS[name])
-    from f3ocus.models.registry import units_from_config
+        units = list(PRESET_UNITS[name])
+    else:
+        from f3ocus.models.registry import units_from_config
 
-    return units_from_config(name, checkpoint)
+        units = units_from_config(name, checkpoint)
+    return selectable_units(units, selectable)
+
+
+def stack_of(unit: str) -> str:
+    """The stack a unit belongs to: its name's prefix ("language" for "language.7"; "connector")."""
+    return unit.split(".", 1)[0]
+
+
+def selectable_units(units: Sequence[str], selectable: Sequence[str] | None) -> list[str]:
+    """The units of the `selectable` stacks (all units when None), in model order.
+
+    The paper selects among the LLM blocks of LLaVA / BLIP-2 (vision tower and connector frozen) and among
+    every block of ViLT: `model.selectable: [language]` says the former. Units left out are frozen for the
+    whole run and never offered to the server's solver.
+
+    Raises:
+        ValueError: a named stack the model does not have (the message lists the stacks it has).
+    """
+    if selectable is None:
+        return list(units)
+    stacks = list(dict.fromkeys(stack_of(unit) for unit in units))
+    unknown = [stack for stack in selectable if stack not in stacks]
+    if unknown or not selectable:
+        raise ValueError(f"selectable stacks {list(selectable)}: the model's stacks are {stacks}")
+    return [unit for unit in units if stack_of(unit) in selectable]

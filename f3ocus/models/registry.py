@@ -20,8 +20,8 @@ from transformers import AutoConfig, AutoProcessor
 from f3ocus.models._rng import isolated_rng
 from f3ocus.models.catalog import (BUILTIN_CHECKPOINTS, DEFAULT_IMAGE_SIZE, FOUNDATION, PRESET_PREFIX, SCRATCH,
                                    family_name, list_units)
-from f3ocus.models.families.llava import LLAVA
-from f3ocus.models.families.vilt import VILT
+from f3ocus.models.families.llava import LLAVA, LLAVA24
+from f3ocus.models.families.vilt import VILT, VILT12
 from f3ocus.models.family import FamilySpec
 from f3ocus.models.tokenizer import default_words
 from f3ocus.models.units import discover_units
@@ -50,7 +50,8 @@ def _optional_families() -> dict[str, FamilySpec]:
     return found
 
 
-FAMILIES: dict[str, FamilySpec] = {LLAVA.name: LLAVA, VILT.name: VILT, **_optional_families()}
+FAMILIES: dict[str, FamilySpec] = {LLAVA.name: LLAVA, VILT.name: VILT, **_optional_families(),
+                                   LLAVA24.name: LLAVA24, VILT12.name: VILT12}
 
 
 def list_presets() -> list[str]:
@@ -71,7 +72,8 @@ def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Seque
                     unit_mode: UnitMode = "layer", lora_r: int = 8, lora_alpha: int = 16,
                     lora_dropout: float = 0.0, bottleneck_dim: int = 16, prompt_length: int = 4,
                     image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0,
-                    cache_dir: str | Path | None = None, findings: Sequence[str] = ()) -> VqaModel:
+                    cache_dir: str | Path | None = None, findings: Sequence[str] = (),
+                    selectable: Sequence[str] | None = None) -> VqaModel:
     """Build a `VqaModel` (eval mode; all units + head trainable) with a fresh seeded head.
 
     Args:
@@ -89,6 +91,8 @@ def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Seque
         seed: seeds scratch weights, LoRA A, bottleneck adapters, prompt vectors and the head.
         cache_dir: root of the foundation cache (see `f3ocus.models.foundation.foundation_dir`).
         findings: multi-label classes; non-empty adds the multi-label head (`VqaModel.multilabel_head`).
+        selectable: the stacks whose blocks are units ("vision", "connector", "language", ...); None = all.
+            The other blocks are frozen and are no units (`catalog.selectable_units`).
 
     Returns:
         The model; `model.units` lists its selectable units.
@@ -102,7 +106,7 @@ def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Seque
     lora = LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout)
     modes = ModeSettings(bottleneck_dim=bottleneck_dim, prompt_length=prompt_length)
     model = VqaModel(spec, backbone, processor, answers, unit_mode=unit_mode, lora=lora, modes=modes, seed=seed,
-                     findings=findings)
+                     findings=findings, selectable=selectable)
     return model.eval()
 
 

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from f3ocus.models._rng import isolated_rng
+from f3ocus.models.catalog import selectable_units
 from f3ocus.models.family import FamilySpec
 from f3ocus.models.peft_modes import (PROMPT, UNIT_MODES, ModeSettings, UnitMode, attach_bottleneck_adapters,
                                       attach_prompt, check_unit_tensors, peft_unit_tensors)
@@ -74,7 +75,8 @@ class VqaModel(nn.Module):
 
     def __init__(self, spec: FamilySpec, backbone: nn.Module, processor: Any, answers: Sequence[str], *,
                  unit_mode: UnitMode = "layer", lora: LoraSettings | None = None,
-                 modes: ModeSettings | None = None, seed: int = 0, findings: Sequence[str] = ()) -> None:
+                 modes: ModeSettings | None = None, seed: int = 0, findings: Sequence[str] = (),
+                 selectable: Sequence[str] | None = None) -> None:
         """Wrap `backbone`; in adapter mode inject LoRA into every unit; create a seeded head.
 
         Args:
@@ -87,6 +89,8 @@ class VqaModel(nn.Module):
             modes: bottleneck width / prompt length of the PEFT modes (default `ModeSettings()`).
             seed: seeds the head init, LoRA A, bottleneck W_down and prompt vectors.
             findings: multi-label classes (unique); non-empty adds `multilabel_head`.
+            selectable: stacks whose blocks are units (None = every discovered unit); blocks of other stacks
+                are frozen, get no adapters and are never offered to a selector (`catalog.selectable_units`).
 
         Raises:
             ValueError: bad unit_mode, duplicated answers or findings, neither answers nor findings, a mode
@@ -104,7 +108,8 @@ class VqaModel(nn.Module):
         self.answers = tuple(answers)
         self.findings = tuple(findings)
         self.processor = processor
-        self.unit_specs = tuple(discover_units(backbone, spec))
+        discovered = {unit.name: unit for unit in discover_units(backbone, spec)}
+        self.unit_specs = tuple(discovered[name] for name in selectable_units(list(discovered), selectable))
         self.units = tuple(unit.name for unit in self.unit_specs)
         if unit_mode == "adapter":
             _inject_lora(backbone, self.unit_specs, lora or LoraSettings(), seed)

@@ -85,13 +85,15 @@ def _prebuild(checked: list[tuple[dict, Any]], show: Callable[[str], None]) -> N
     seen: set[str] = set()
     for values, cfg in checked:
         key = json.dumps([to_dict(cfg.data), cfg.seed, cfg.model.family, cfg.model.checkpoint,
-                          cfg.model.unit_mode, to_dict(cfg.federation)], sort_keys=True, default=str)
+                          cfg.model.unit_mode, cfg.model.selectable, to_dict(cfg.federation)], sort_keys=True,
+                         default=str)
         if key in seen:
             continue
         seen.add(key)
         ensure_model(cfg, show)
         store = build_data(cfg)
-        units = list_units(cfg.model.family, cfg.model.checkpoint, cache_dir=cfg.model.cache_dir)
+        units = list_units(cfg.model.family, cfg.model.checkpoint, cache_dir=cfg.model.cache_dir,
+                           selectable=cfg.model.selectable)
         try:
             check_budgets(cfg, num_units=len(units), num_clients=len(store.clients))
             check_min_clients(cfg, num_clients=len(store.clients))

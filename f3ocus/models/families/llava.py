@@ -9,7 +9,9 @@ head and the vision tower's `post_layernorm` (LLaVA reads pre-norm hidden states
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -28,23 +30,27 @@ PATCH_SIZE = 8
 HIDDEN = 128
 
 
-def build_tiny(words: Sequence[str], image_size: int) -> tuple[nn.Module, Any]:
+def build_tiny(words: Sequence[str], image_size: int, *, hidden: int = HIDDEN, vision_layers: int = 4,
+               language_layers: int = 4) -> tuple[nn.Module, Any]:
     """Build the tiny LLaVA-1.5 preset with random weights.
 
     Args:
         words: vocabulary of the word-level tokenizer.
         image_size: square input side in pixels (multiple of 8; 32 -> 16 image tokens).
+        hidden: width of both towers (4 attention heads).
+        vision_layers: CLIP encoder blocks.
+        language_layers: LLaMA decoder blocks.
 
     Returns:
         (LlavaForConditionalGeneration with eager attention, LlavaProcessor).
     """
     tokenizer = build_word_tokenizer([*words, *PROMPT_WORDS], template="bos")
     vision = CLIPVisionConfig(
-        hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=4, num_attention_heads=4,
-        image_size=image_size, patch_size=PATCH_SIZE, projection_dim=HIDDEN)
+        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=vision_layers, num_attention_heads=4,
+        image_size=image_size, patch_size=PATCH_SIZE, projection_dim=hidden)
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=3 * HIDDEN,
-        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=3 * hidden,
+        num_hidden_layers=language_layers, num_attention_heads=4, num_key_value_heads=4,
         max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     # DEVIATION: LLaVA-1.5 reads the penultimate CLIP layer (vision_feature_layer=-2); the tiny
@@ -107,3 +113,9 @@ LLAVA = FamilySpec(
     connector_pattern=r"multi_modal_projector$",
     unused_pattern=r"(^|\.)lm_head$|vision_tower\..*post_layernorm$",
 )
+
+# The deep preset: as many language blocks as the paper's models have selectable LLM blocks (LLaVA-1.5-7B has
+# 32; 24 here), narrow enough (width 64) to train on 2 cores. Its small vision tower is meant to stay frozen
+# (`model.selectable: [language]`), as the paper selects among LLM blocks.
+LLAVA24 = dataclasses.replace(LLAVA, name="llava24",
+                              build_tiny=partial(build_tiny, hidden=64, vision_layers=2, language_layers=24))

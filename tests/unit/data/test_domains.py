@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from f3ocus.data.domains import DOMAINS, build_easy_vqa_domains, shift_image
+from f3ocus.data.domains import DOMAINS, FIVE_DOMAINS, build_easy_vqa_domains, shift_image
 from f3ocus.data.easy_vqa import easy_vqa_answers
 from f3ocus.data.schema import DataError, column_values
 
@@ -18,7 +18,8 @@ def test_each_domain_is_a_balanced_client_of_distinct_questions() -> None:
     rows = build_easy_vqa_domains(per_domain=20, test_fraction=0.25, seed=0)
     # Assert
     counts = Counter(zip(column_values(rows, "modality"), column_values(rows, "split")))
-    assert counts == {(name, split): 15 if split == "train" else 5 for name in DOMAINS for split in ("train", "test")}
+    assert counts == {(name, split): 15 if split == "train" else 5 for name in FIVE_DOMAINS
+                      for split in ("train", "test")}
     assert column_values(rows, "client") == column_values(rows, "modality")
     assert set(column_values(rows, "answer")) <= set(easy_vqa_answers())
     assert set(column_values(rows, "source")) == {"easy-vqa"}
@@ -48,6 +49,10 @@ def test_shifts_change_the_image_as_named() -> None:
     assert np.abs(np.diff(shifted["blur"], axis=1)).max() < np.abs(np.diff(pixels.astype(float), axis=1)).max()
     assert shifted["grain"].std() > pixels.std()
     assert shifted["tint"][..., 2].mean() < 0.5 * pixels[..., 2].mean()  # blue damped: sepia cast
+    assert shifted["dark"][0, 0, 0] == round(255 * (200 / 255) ** 2.2)  # gamma 2.2: grey 200 -> 149
+    assert len(np.unique(shifted["pixelate"][:4, :4].reshape(-1, 3), axis=0)) == 1  # one 4x4 block, one colour
+    extremes = np.all((shifted["salt_pepper"] == 0) | (shifted["salt_pepper"] == 255), axis=-1)
+    assert 0.02 < (extremes & ~np.all((pixels == 0) | (pixels == 255), axis=-1)).mean() < 0.12
 
 
 def test_unknown_domain_is_named() -> None:
