@@ -89,7 +89,7 @@ SCHEDULE: dict[str, Any] = {"federation.rounds": 12, "federation.local_epochs": 
                             "federation.batch_size": 16, "selection.score_batch_size": 32}
 # `--choose`: candidates differ in learning rate and local epochs; rounds, rows and batch stay as in SCHEDULE.
 CANDIDATES: tuple[dict[str, Any], ...] = tuple(
-    {"federation.lr": lr, "federation.local_epochs": epochs} for epochs in (1, 2) for lr in (0.0005, 0.001, 0.002))
+    {"federation.lr": lr, "federation.local_epochs": epochs} for epochs in (1, 2) for lr in (0.001, 0.002))
 
 
 # ------------------------------------------------------------------------------------------ the grid

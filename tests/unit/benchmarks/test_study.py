@@ -1,0 +1,113 @@
+"""`f3ocus bench study`: the protocol's grid and its statistics (hand-computed values)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from f3ocus.benchmarks import study
+from f3ocus.config.schema import ConfigError
+
+TRACKING = {"experiment": "t", "output_dir": "/tmp/f3ocus-study-test", "mlflow": False}
+
+
+def _cell(scores: list[float], distinct: list[int] | None = None, units: int = 4) -> dict:
+    return {"score_per_round": scores, "score": scores[-1], "majority_score": 0.2,
+            "distinct_units_per_round": distinct or [], "num_units": units}
+
+
+def test_metric_is_the_mean_of_the_last_five_rounds_after_round_zero() -> None:
+    cell = _cell([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+
+    assert study.cell_metric(cell) == pytest.approx(100 * (0.3 + 0.4 + 0.5 + 0.6 + 0.7) / 5)
+    assert study.cell_metric(_cell([0.9, 0.5, 0.7])) == pytest.approx(60.0)  # fewer rounds: all of them
+
+
+def test_paired_contrast_pairs_by_task_model_seed_and_computes_mean_ci_wilcoxon() -> None:
+    cells = {}
+    for seed, (a, b) in enumerate([(0.50, 0.40), (0.60, 0.55), (0.45, 0.45), (0.70, 0.50)]):
+        cells[f"t1.vilt12.f3ocus.s{seed}"] = _cell([0.0, a])
+        cells[f"t1.vilt12.lntk_only.s{seed}"] = _cell([0.0, b])
+    cells["t2.vilt12.f3ocus.s0"] = _cell([0.0, 0.9])  # no partner: not a pair
+
+    result = study.paired_contrast(cells, "f3ocus", "lntk_only", resamples=2000)
+
+    assert result["n"] == 4
+    assert result["mean"] == pytest.approx((10 + 5 + 0 + 20) / 4)
+    assert result["sd"] == pytest.approx(float(np.std([10, 5, 0, 20], ddof=1)))
+    assert (result["wins"], result["losses"], result["ties"]) == (3, 0, 1)
+    assert 0 <= result["ci"][0] <= result["mean"] <= result["ci"][1] <= 20
+    # Signed-rank on the non-zero differences (5, 10, 20): all positive, exact two-sided p = 2 / 2**3.
+    assert result["wilcoxon_p"] == pytest.approx(0.25)
+
+
+def test_paired_contrast_with_no_pairs_is_nan_not_an_error() -> None:
+    result = study.paired_contrast({"t1.vilt12.f3ocus.s0": _cell([0, 1])}, "f3ocus", "lntk_only")
+
+    assert result["n"] == 0 and math.isnan(result["mean"])
+
+
+def test_seeds_needed_meets_the_half_width() -> None:
+    # sd 3 points, 4 settings: (1.96 * 3 / 1.5)^2 = 15.37 pairs -> 4 seeds per setting (16 pairs).
+    assert study.seeds_needed(3.0, settings=4) == 4
+    assert 1.96 * 3.0 / math.sqrt(4 * 4) <= 1.5 < 1.96 * 3.0 / math.sqrt(4 * 3)
+
+
+def test_coverage_flags_pairs_where_lntk_only_covered_every_unit_half_the_rounds() -> None:
+    cells = {"t1.vilt12.lntk_only.s0": _cell([0, 1, 1, 1, 1], distinct=[4, 4, 3, 2], units=4),
+             "t1.vilt12.lntk_only.s1": _cell([0, 1, 1, 1, 1], distinct=[4, 3, 3, 2], units=4)}
+
+    cover = study.coverage(cells)
+
+    assert cover["t1.vilt12.s0"]["flagged"] and cover["t1.vilt12.s0"]["full_rounds"] == 2
+    assert not cover["t1.vilt12.s1"]["flagged"]
+    assert cover["t1.vilt12.s1"]["mean_distinct"] == pytest.approx(3.0)
+
+
+def test_settings_keep_coverage_scarce() -> None:
+    for setting in study.SETTINGS:
+        units = study.NUM_UNITS[setting.model]
+        assert len(setting.budgets) == 8
+        assert max(setting.budgets) <= units // 4 and sum(setting.budgets) == units
+
+
+def test_study_cells_give_each_row_its_seeds_and_fix_the_protocol() -> None:
+    cells = study.study_cells(tracking=TRACKING)
+    seeds = {name: {cell.seed for cell in cells if cell.method == name} for name in study.STUDY_METHODS}
+
+    assert seeds["f3ocus"] == seeds["lntk_only"] == set(range(study.SEEDS["primary"]))
+    assert seeds["random"] == set(range(study.SEEDS["secondary"]))
+    assert seeds["full_ft"] == set(range(study.SEEDS["references"]))
+    cell = next(c for c in cells if c.id == "t1.llava24.f3ocus_pw.s0")
+    assert cell.config.selection.decision == "pseudo_weights" and cell.config.model.selectable == ("language",)
+    assert cell.config.federation.budgets == (6, 1, 4, 2, 5, 1, 3, 2)
+    assert cell.config.data.validation_fraction == 0.2 and cell.config.data.evaluate_on == "test"
+
+
+def test_choose_cells_score_full_fine_tuning_on_validation_rows_only() -> None:
+    cells = study.choose_cells(tracking=TRACKING)
+
+    assert len(cells) == len(study.CANDIDATES) * len(study.SETTINGS)
+    assert {cell.config.data.evaluate_on for cell in cells} == {"validation"}
+    assert {cell.config.selection.method for cell in cells} == {"full"}
+
+
+def test_unknown_study_method_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as error:
+        study.study_cells(methods=["f3ocuss"], tracking=TRACKING)
+    assert error.value.field == "--methods"
+
+
+def test_choose_report_picks_the_best_mean_and_breaks_ties_towards_fewer_epochs() -> None:
+    cells = {}
+    for index, _ in enumerate(study.CANDIDATES):
+        for setting in study.SETTINGS:
+            value = 0.5 if index in (0, 2) else 0.4  # candidates 0 (1 epoch) and 2 (2 epochs) tie
+            cells[f"{setting.task}.{setting.model}.c{index}.s0"] = _cell([0.0] + [value] * 5)
+
+    report = study.choose_report(cells)
+
+    assert report["pick"]["candidate"] == 0
+    assert report["pick"]["margin"] == pytest.approx([30.0] * len(study.SETTINGS))
