@@ -442,7 +442,7 @@ def write_figures(cells: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list
     from matplotlib import pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(1, len(SETTINGS), figsize=(4.2 * len(SETTINGS), 3.6), sharey=False)
+    figure, axes = plt.subplots(1, len(SETTINGS), figsize=(4.2 * len(SETTINGS) + 2, 3.6), sharey=False)
     for axis, setting in zip(np.atleast_1d(axes), SETTINGS):
         column = f"{setting.task}.{setting.model}"
         for name in STUDY_METHODS:
@@ -461,8 +461,10 @@ def write_figures(cells: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list
         axis.set_title(f"{setting.task.upper()} {setting.model}")
         axis.set_xlabel("round")
     np.atleast_1d(axes)[0].set_ylabel("test accuracy x100")
-    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
+    panels = [axis for axis in np.atleast_1d(axes) if axis.get_legend_handles_labels()[0]]
+    if panels:  # one legend for all panels, right of them
+        figure.legend(*panels[0].get_legend_handles_labels(), fontsize=7, loc="center right")
+    figure.tight_layout(rect=(0, 0, 0.87, 1))
     rounds_path = out_dir / "study_rounds.png"
     figure.savefig(rounds_path, dpi=110)
     plt.close(figure)

@@ -111,3 +111,23 @@ def test_choose_report_picks_the_best_mean_and_breaks_ties_towards_fewer_epochs(
 
     assert report["pick"]["candidate"] == 0
     assert report["pick"]["margin"] == pytest.approx([30.0] * len(study.SETTINGS))
+
+
+def test_report_and_figures_from_finished_cells(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    cells = {}
+    for setting in study.SETTINGS[:2]:
+        for seed in range(3):
+            for name in ("f3ocus", "lntk_only", "random", "full_ft"):
+                curve = [0.1] + list(0.3 + 0.02 * np.arange(6) + rng.normal(0, 0.01, 6))
+                cells[f"{setting.task}.{setting.model}.{name}.s{seed}"] = _cell(
+                    curve, distinct=[5, 6, 5, 6, 6, 6], units=study.NUM_UNITS[setting.model])
+
+    report = study.study_report(cells)
+    paths = study.write_figures(cells, tmp_path)
+
+    assert report["contrasts"][0]["n"] == 6 and "F3OCUS − LNTK-only | 6 |" in report["markdown"]
+    assert "*Majority answer, no training* | 20.0 | 20.0 |" in report["markdown"]
+    assert not any(info["flagged"] for info in report["coverage"].values())
+    assert [path.name for path in paths] == ["study_rounds.png", "study_paired.png"]
+    assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in paths)
