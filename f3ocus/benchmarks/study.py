@@ -98,7 +98,8 @@ def study_cells(*, seeds: int | None = None, methods: Sequence[str] | None = Non
                 tracking: Mapping[str, Any], overrides: Sequence[str] = ()) -> list[Cell]:
     """Every cell of the study: settings x rows x each row's seeds (`seeds` caps them all).
 
-    Order: seed, then setting, then method, so an interrupted study holds whole seeds (complete pairs).
+    Order: the primary rows, then the secondary rows, then the references; within each, seed, then setting, then
+    method. So the primary contrast's pairs come first, and an interrupted study holds whole seeds of them.
     """
     names = list(methods or STUDY_METHODS)
     unknown = [name for name in names if name not in STUDY_METHODS]
@@ -109,12 +110,14 @@ def study_cells(*, seeds: int | None = None, methods: Sequence[str] | None = Non
     if seeds is not None:
         tier_seeds = {name: seeds for name in names}
     cells = []
-    for seed in range(max(tier_seeds.values())):
-        for setting in settings:
-            for name in names:
-                if seed < tier_seeds[name]:
-                    cells.append(_cell(setting, STUDY_METHODS[name], seed, schedule, tracking, overrides,
-                                       cell_id=f"{setting.task}.{setting.model}.{name}.s{seed}"))
+    for tier in (PRIMARY, SECONDARY, REFERENCES):
+        rows = [name for name in names if name in tier]
+        for seed in range(max((tier_seeds[name] for name in rows), default=0)):
+            for setting in settings:
+                for name in rows:
+                    if seed < tier_seeds[name]:
+                        cells.append(_cell(setting, STUDY_METHODS[name], seed, schedule, tracking, overrides,
+                                           cell_id=f"{setting.task}.{setting.model}.{name}.s{seed}"))
     return cells
 
 
@@ -229,6 +232,9 @@ def add_study_parser(kinds: Any) -> None:
     study.add_argument("--seeds", type=int, help="seeds 0..K-1 for every row (default: each row's own, see SEEDS)")
     study.add_argument("--methods", type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
                        help=f"comma-separated; known: {', '.join(STUDY_METHODS)}")
+    study.add_argument("--tasks", type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+                       help="comma-separated task keys of the study to run (default: all, " +
+                       ", ".join(dict.fromkeys(s.task for s in SETTINGS)) + ")")
     study.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
     study.add_argument("--output-dir", default="runs", help="MLflow store and bench/ folder root (default runs)")
     study.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<output-dir>/mlflow.db")
@@ -243,7 +249,13 @@ def _bench_study(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds", f"must be >= 1, got {args.seeds}")
     if args.jobs < 1:
         raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
-    summary = run_study(choose=args.choose, seeds=args.seeds, methods=args.methods, jobs=args.jobs,
+    settings = SETTINGS
+    if args.tasks:
+        unknown = sorted(set(args.tasks) - {setting.task for setting in SETTINGS})
+        if unknown:
+            raise ConfigError("--tasks", f"unknown study task(s) {unknown}; known: {sorted(TASK_CONFIGS)}")
+        settings = tuple(setting for setting in SETTINGS if setting.task in args.tasks)
+    summary = run_study(choose=args.choose, seeds=args.seeds, methods=args.methods, jobs=args.jobs, settings=settings,
                         output_dir=Path(args.output_dir), tracking_uri=args.tracking_uri,
                         figures_dir=args.figures_dir, overrides=tuple(args.overrides))
     return 0 if not summary["failed"] else 1
@@ -292,13 +304,13 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
             if summary["status"] != "ok":
                 failed.append(summary["cell"])
         finished = {cell.id: done[cell.id] for cell in cells if done.get(cell.id, {}).get("status") == "ok"}
-        report = choose_report(finished) if choose else study_report(finished)
+        report = choose_report(finished, settings) if choose else study_report(finished, settings)
         paper._write_json(bench_dir / "study.json", report)
         (bench_dir / "study.md").write_text(report["markdown"])
         parent.log_dict(report, "study/study.json")
         parent.log_artifact(bench_dir / "study.md", "study")
         if not choose:
-            for path in write_figures(finished, bench_dir):
+            for path in write_figures(finished, bench_dir, settings):
                 parent.log_artifact(path, "study")
                 if figures_dir is not None:
                     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -321,9 +333,9 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
 
 
 # ------------------------------------------------------------------------------------------ reports
-def choose_report(cells: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def choose_report(cells: Mapping[str, Mapping[str, Any]], settings: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
     """Full FT's last-5 validation score per candidate and setting; the pick = best mean over settings."""
-    columns = [f"{s.task}.{s.model}" for s in SETTINGS]
+    columns = [f"{s.task}.{s.model}" for s in settings]
     rows = []
     for index, candidate in enumerate(CANDIDATES):
         values = [cell_metric(cells[key]) if (key := f"{column}.c{index}.s0") in cells else math.nan
@@ -351,7 +363,7 @@ def _describe(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{key.split('.')[-1]} {value}" for key, value in values.items())
 
 
-def study_report(cells: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def study_report(cells: Mapping[str, Mapping[str, Any]], settings: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
     """Table per setting and row (last-5 and final, mean ± sd over seeds), the majority row, the contrasts
     (all pairs, and without the pairs where LNTK-only covered every unit), coverage diagnostics."""
     cover = coverage(cells)
@@ -359,7 +371,7 @@ def study_report(cells: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     contrasts = [paired_contrast(cells, a, b) for a, b in CONTRASTS]
     testable = [paired_contrast(cells, a, b, keep=lambda pair: pair in unflagged) for a, b in CONTRASTS]
     final_primary = paired_contrast(cells, *CONTRASTS[0], metric=lambda cell: 100.0 * cell["score"])
-    columns = [f"{s.task}.{s.model}" for s in SETTINGS]
+    columns = [f"{s.task}.{s.model}" for s in settings]
     table = []
     for name in STUDY_METHODS:
         row = {"method": name, "label": STUDY_METHODS[name].label, "cells": []}
@@ -379,7 +391,7 @@ def study_report(cells: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         majority.append(100.0 * float(np.mean(found)) if found else math.nan)
     report = {"columns": columns, "table": table, "majority": majority, "contrasts": contrasts,
               "contrasts_testable": testable, "final_round_primary": final_primary, "coverage": cover,
-              "num_units": [NUM_UNITS[s.model] for s in SETTINGS]}
+              "num_units": [NUM_UNITS[s.model] for s in settings]}
     report["markdown"] = _study_markdown(report)
     return report
 
@@ -433,7 +445,8 @@ def _study_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_figures(cells: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
+def write_figures(cells: Mapping[str, Mapping[str, Any]], out_dir: Path,
+                  settings: Sequence[Setting] = SETTINGS) -> list[Path]:
     """`study_rounds.png` (score per round per method, mean with a 95 % CI band over seeds, one panel per setting)
     and `study_paired.png` (each contrast's paired differences, one dot per pair, mean and CI)."""
     import matplotlib
@@ -442,8 +455,8 @@ def write_figures(cells: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list
     from matplotlib import pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(1, len(SETTINGS), figsize=(4.2 * len(SETTINGS) + 2, 3.6), sharey=False)
-    for axis, setting in zip(np.atleast_1d(axes), SETTINGS):
+    figure, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings) + 2, 3.6), sharey=False)
+    for axis, setting in zip(np.atleast_1d(axes), settings):
         column = f"{setting.task}.{setting.model}"
         for name in STUDY_METHODS:
             curves = [cell["score_per_round"] for key, cell in cells.items() if key.startswith(f"{column}.{name}.s")]
