@@ -85,7 +85,7 @@ CONTRASTS: tuple[tuple[str, str], ...] = (
     ("lntk_only", "fishmask"))
 
 # The schedule every study cell runs, chosen by `--choose` (docs/STUDY.md, "Schedule").
-SCHEDULE: dict[str, Any] = {"federation.rounds": 12, "federation.local_epochs": 1, "federation.lr": 0.002,
+SCHEDULE: dict[str, Any] = {"federation.rounds": 12, "federation.local_epochs": 1, "federation.lr": 0.001,
                             "federation.batch_size": 16, "selection.score_batch_size": 32}
 # `--choose`: candidates differ in learning rate and local epochs; rounds, rows and batch stay as in SCHEDULE.
 CANDIDATES: tuple[dict[str, Any], ...] = tuple(
@@ -346,8 +346,10 @@ def choose_report(cells: Mapping[str, Mapping[str, Any]], settings: Sequence[Set
                      "mean": float(np.mean(values)), "margin": [v - m for v, m in zip(values, majority)]})
     complete = [row for row in rows if not math.isnan(row["mean"])]
     # The rule (docs/STUDY.md): best mean; a tie (within 0.1 point) goes to fewer local epochs, then the smaller lr.
-    pick = max(complete, key=lambda row: (round(row["mean"], 1), -row["values"]["federation.local_epochs"],
-                                          -row["values"]["federation.lr"]), default=None)
+    best = max((row["mean"] for row in complete), default=math.nan)
+    tied = [row for row in complete if row["mean"] >= best - 0.1]
+    pick = min(tied, key=lambda row: (row["values"]["federation.local_epochs"], row["values"]["federation.lr"]),
+               default=None)
     lines = ["## Schedule choice: full fine-tuning, last-5-round validation accuracy x100 (seed 0)", "",
              "| candidate | " + " | ".join(columns) + " | mean |", "|---|" + "---:|" * (len(columns) + 1)]
     for row in rows:
