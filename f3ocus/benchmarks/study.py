@@ -78,7 +78,7 @@ STUDY_METHODS: dict[str, Method] = {
 PRIMARY = ("f3ocus", "lntk_only")
 SECONDARY = ("f3ocus_pw", "random", "fd", "last_k", "fishmask")
 REFERENCES = ("full_ft", "lora_all")
-SEEDS = {"primary": 6, "secondary": 3, "references": 2}
+SEEDS = {"primary": 10, "secondary": 3, "references": 2}
 CONTRASTS: tuple[tuple[str, str], ...] = (
     ("f3ocus", "lntk_only"),  # primary: what the server step adds
     ("f3ocus_pw", "lntk_only"), ("lntk_only", "random"), ("lntk_only", "fd"), ("lntk_only", "last_k"),
