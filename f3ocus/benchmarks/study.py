@@ -98,8 +98,9 @@ def study_cells(*, seeds: int | None = None, methods: Sequence[str] | None = Non
                 tracking: Mapping[str, Any], overrides: Sequence[str] = ()) -> list[Cell]:
     """Every cell of the study: settings x rows x each row's seeds (`seeds` caps them all).
 
-    Order: the primary rows, then the secondary rows, then the references; within each, seed, then setting, then
-    method. So the primary contrast's pairs come first, and an interrupted study holds whole seeds of them.
+    Order: the primary rows, then the references (they show what training every unit reaches), then the
+    secondary rows; within each, seed, then setting, then method. So the primary contrast's pairs come first,
+    and an interrupted study holds whole seeds of them.
     """
     names = list(methods or STUDY_METHODS)
     unknown = [name for name in names if name not in STUDY_METHODS]
@@ -110,7 +111,7 @@ def study_cells(*, seeds: int | None = None, methods: Sequence[str] | None = Non
     if seeds is not None:
         tier_seeds = {name: seeds for name in names}
     cells = []
-    for tier in (PRIMARY, SECONDARY, REFERENCES):
+    for tier in (PRIMARY, REFERENCES, SECONDARY):
         rows = [name for name in names if name in tier]
         for seed in range(max((tier_seeds[name] for name in rows), default=0)):
             for setting in settings:

@@ -80,7 +80,7 @@ def test_study_cells_give_each_row_its_seeds_and_fix_the_protocol() -> None:
     assert seeds["f3ocus"] == seeds["lntk_only"] == set(range(study.SEEDS["primary"]))
     assert seeds["random"] == set(range(study.SEEDS["secondary"]))
     assert seeds["full_ft"] == set(range(study.SEEDS["references"]))
-    tiers = [0 if c.method in study.PRIMARY else 1 if c.method in study.SECONDARY else 2 for c in cells]
+    tiers = [0 if c.method in study.PRIMARY else 1 if c.method in study.REFERENCES else 2 for c in cells]
     assert tiers == sorted(tiers)  # the primary contrast's pairs first: an interrupted study still has them
     cell = next(c for c in cells if c.id == "t1.llava24.f3ocus_pw.s0")
     assert cell.config.selection.decision == "pseudo_weights" and cell.config.model.selectable == ("language",)
