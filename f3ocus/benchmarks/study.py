@@ -236,6 +236,9 @@ def add_study_parser(kinds: Any) -> None:
     study.add_argument("--tasks", type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
                        help="comma-separated task keys of the study to run (default: all, " +
                        ", ".join(dict.fromkeys(s.task for s in SETTINGS)) + ")")
+    study.add_argument("--models", type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
+                       help="comma-separated models of the study to run (default: all, " +
+                       ", ".join(dict.fromkeys(s.model for s in SETTINGS)) + ")")
     study.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
     study.add_argument("--output-dir", default="runs", help="MLflow store and bench/ folder root (default runs)")
     study.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<output-dir>/mlflow.db")
@@ -256,6 +259,11 @@ def _bench_study(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError("--tasks", f"unknown study task(s) {unknown}; known: {sorted(TASK_CONFIGS)}")
         settings = tuple(setting for setting in SETTINGS if setting.task in args.tasks)
+    if args.models:
+        unknown = sorted(set(args.models) - {setting.model for setting in SETTINGS})
+        if unknown:
+            raise ConfigError("--models", f"unknown study model(s) {unknown}; known: {sorted(NUM_UNITS)}")
+        settings = tuple(setting for setting in settings if setting.model in args.models)
     summary = run_study(choose=args.choose, seeds=args.seeds, methods=args.methods, jobs=args.jobs, settings=settings,
                         output_dir=Path(args.output_dir), tracking_uri=args.tracking_uri,
                         figures_dir=args.figures_dir, overrides=tuple(args.overrides))
