@@ -2,14 +2,15 @@
 
 A config file may list `defaults:` (paths relative to the file) whose mappings are deep-merged first,
 so experiments compose reusable fragments from `configs/<section>/`. Every key is checked against the
-schema: an unknown key, a wrong type or a value rejected by a section's `__post_init__` raises
-`ConfigError` naming the dotted field. Nothing here imports torch or Ray, so this runs before either.
+schema: an unknown key, a wrong type, a non-finite number (`.inf`, `.nan`) or a value rejected by a section's
+`__post_init__` raises `ConfigError` naming the dotted field. Nothing here imports torch or Ray, so this runs before either.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -194,9 +195,12 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
 def _coerce_scalar(hint: Any, value: Any, path: str) -> Any:
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return float(value)
+            number = float(value)
         except OverflowError:  # an integer beyond the float range
             raise ConfigError(path, f"number out of range: {value}") from None
+        if not math.isfinite(number):  # YAML's .inf / .nan, or a literal beyond the float range (1.0e999)
+            raise ConfigError(path, f"must be a finite number, got {value}")
+        return number
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint in (str, bool) and isinstance(value, hint):
