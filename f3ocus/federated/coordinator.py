@@ -5,7 +5,7 @@ evaluate -> log. The coordinator holds no model and sees no data: it knows the u
 the global state, client names, example counts and budgets. It runs in-process (`LocalPool`, tests)
 or as a Ray actor that owns a `RayPool` of client actors. Everything needed to continue a run lives in
 `FederationState` (with the federation's public facts, `Federation`, in `state.py`), which is written
-atomically after every round.
+after every round, before the round's metrics are logged (`_checkpoint_and_log`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated import evaluation
 from f3ocus.federated.aggregate import RunningFedAvg
+from f3ocus.federated.checkpoint import run_identity
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError)
 from f3ocus.federated.pool import WorkerPool
@@ -99,6 +100,9 @@ class Coordinator:
         self.selector = build_selector(config.selection, seed=config.seed)  # a seeded `random` survives --resume
         self.state = resume or FederationState(0, dict(self.info.initial_tensors))
         self.state.mlflow_run_id = self.logger.run_id
+        self.state.identity = run_identity(config, federation, self.info.units)
+        if resume is not None and resume.last_log:
+            self._send_last_log()  # the checkpointed round's records again: lost by a kill, or stored once
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.
         self._version = self.state.round_idx
         self._reset_faults()
@@ -129,7 +133,7 @@ class Coordinator:
         evals = self._evaluate(GlobalState(self._version, self.state.tensors), 0)
         laps.lap("evaluate")
         record = self._record(0, start, evals, masks=None, scores=None, updates=[], failed=[], laps=laps)
-        self.state.save(self.run_dir / CHECKPOINT)
+        self._checkpoint_and_log()
         laps.lap("log")
         return record
 
@@ -178,8 +182,9 @@ class Coordinator:
                               down_bytes=state.num_bytes, decision=decision, laps=laps)
         self._add_fault_details(record)
         self.state.round_idx = round_idx
-        self.state.save(self.run_dir / CHECKPOINT)
-        laps.lap("log")  # after the MLflow metrics went out: in the record and checkpoint only
+        self._checkpoint_and_log()
+        # After the metrics went out: in the record (and the next round's checkpoint) only.
+        laps.lap("log")
         return record
 
     def finish(self, status: str = "FINISHED") -> dict[str, Any]:
@@ -426,8 +431,24 @@ class Coordinator:
         self._log(record, payload)
         return record
 
+    def _checkpoint_and_log(self) -> None:
+        """Write the checkpoint, then send the round's metrics (`state.last_log`).
+
+        In this order a kill between the two leaves the round checkpointed and its records in the
+        checkpoint, which a resumed run sends again (`__init__`); the other order would redo and log the
+        round a second time. Selection artifacts are logged earlier: an artifact logged again replaces itself.
+        """
+        self.state.mlflow_run_id = self.logger.run_id  # a run created late (MLflow was down) gets its id here
+        self.state.save(self.run_dir / CHECKPOINT)
+        self._send_last_log()
+
+    def _send_last_log(self) -> None:
+        last = self.state.last_log
+        self.logger.log_metrics(last["metrics"], last["step"], timestamp_ms=last["timestamp_ms"])
+
     def _log(self, record: dict[str, Any], payload: dict[str, Any] | None) -> None:
-        """The round's metrics; with a selection `payload` (rounds >= 1) also its metrics and artifacts."""
+        """Prepare the round's metric records (`state.last_log`, sent by `_checkpoint_and_log`); with a
+        selection `payload` (rounds >= 1) write and log its artifacts now."""
         step = record["round"]
         metrics = {names.EVAL_ACC: record["accuracy"], names.EVAL_LOSS: record["loss"],
                    names.COMM_BYTES_UP: record["bytes_up"], names.COMM_BYTES_DOWN: record["bytes_down"],
@@ -444,7 +465,8 @@ class Coordinator:
             metrics[names.time_metric(phase)] = seconds
         if payload is not None:
             metrics.update(self._log_selection(payload))
-        self.logger.log_metrics(metrics, step)
+        self.state.last_log = {"step": step, "timestamp_ms": int(time.time() * 1000),
+                               "metrics": {key: float(value) for key, value in metrics.items()}}
 
     def _log_selection(self, payload: dict[str, Any]) -> dict[str, float]:
         """Write and log `selection/round_NNN.json` and, when the selector has a front, `front_round_NNN.png`.

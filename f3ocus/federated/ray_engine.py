@@ -35,7 +35,8 @@ from typing import Any, Callable
 from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated.coordinator import Coordinator
 from f3ocus.federated.pool import RayPool
-from f3ocus.federated.state import CHECKPOINT, FederationState, TooFewClientsError
+from f3ocus.federated.checkpoint import load_latest
+from f3ocus.federated.state import FederationState, TooFewClientsError
 from f3ocus.federated.progress import format_progress, format_round
 
 
@@ -91,7 +92,7 @@ def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | N
                 if restarts >= cfg.federation.coordinator_restarts:
                     raise
                 restarts += 1
-                resume = FederationState.load(Path(prepared.run_dir) / CHECKPOINT)
+                resume = load_latest(Path(prepared.run_dir), warn=show)
                 show(f"coordinator died ({type(error).__name__}); restarting from the checkpoint of round "
                      f"{resume.round_idx} ({restarts}/{cfg.federation.coordinator_restarts})")
             finally:

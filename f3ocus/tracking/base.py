@@ -3,6 +3,8 @@
 A logger must not stop training on a tracking fault: once its run exists, a failing backend call is
 buffered and retried (see `f3ocus.tracking.mlflow_logger.MlflowLogger`), never raised to the caller.
 `close` may return a small report (`{"flushed", "buffered", "dropped"}` record counts) or None.
+`log_metrics(..., timestamp_ms)` stamps the records with a given time: the coordinator sends a round's
+records again, identical, after a resume, and an identical record is stored once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ class MetricLogger(Protocol):
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None) -> None: ...
 
     def log_dict(self, data: Any, artifact_file: str) -> None: ...
 
@@ -33,7 +35,7 @@ class NullLogger:
     def log_params(self, params: Mapping[str, Any]) -> None:
         pass
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None) -> None:
         pass
 
     def log_dict(self, data: Any, artifact_file: str) -> None:

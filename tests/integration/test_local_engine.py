@@ -18,7 +18,7 @@ def test_f3ocus_selection_with_lntk_scores_respects_budgets(tmp_path, unit_mode)
     selected = result["history"][1]["selected"]
     assert [len(selected[c]) for c in ("bloodmnist", "dermamnist", "pathmnist")] == [1, 2, 3]
     assert result["bytes_up_total"] > 0
-    assert len(list(tmp_path.glob("*/checkpoint.pt"))) == 1
+    assert len(list(tmp_path.glob("*/checkpoint.safetensors"))) == 1
 
 
 # Every solver of the server step, alternating unit modes (LNTK in both modes is covered above).

@@ -6,7 +6,7 @@ import torch
 
 from f3ocus.config.schema import ExperimentConfig, FederationConfig, SelectionConfig, TrackingConfig
 from f3ocus.federated.coordinator import Coordinator
-from f3ocus.federated.state import Federation, FederationState
+from f3ocus.federated.state import CHECKPOINT, Federation, FederationState
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo, ScoreReport, WorkerError
 from f3ocus.tracking.base import NullLogger
 
@@ -87,7 +87,7 @@ def test_run_writes_a_checkpoint_and_summary(tmp_path):
     assert summary["rounds"] == 2 and len(summary["history"]) == 3  # round 0 + 2 rounds
     assert summary["majority_baseline"]["accuracy"] == pytest.approx(0.25)
     assert summary["bytes_up_total"] == sum(r["bytes_up"] for r in summary["history"])
-    state = FederationState.load(tmp_path / "checkpoint.pt")
+    state = FederationState.load(tmp_path / CHECKPOINT)
     assert state.round_idx == 2 and torch.equal(state.tensors["u0.w"], coordinator.state.tensors["u0.w"])
 
 

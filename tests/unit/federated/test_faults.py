@@ -8,7 +8,7 @@ import torch
 from f3ocus.config.schema import ConfigError, ExperimentConfig, FederationConfig, SelectionConfig, TrackingConfig
 from f3ocus.config.validate import check_min_clients
 from f3ocus.federated.coordinator import Coordinator
-from f3ocus.federated.state import Federation, FederationState, TooFewClientsError
+from f3ocus.federated.state import CHECKPOINT, Federation, FederationState, TooFewClientsError
 from f3ocus.federated.messages import ClientUpdate, EvalTask, GlobalState, WorkerError
 from f3ocus.federated.pool import FaultLog, LocalPool
 from f3ocus.tracking.base import NullLogger
@@ -111,7 +111,7 @@ def test_too_few_clients_retries_the_round_once_then_stops_with_the_reasons(tmp_
     pool = Poisoned(poisoned={"c2"}, fail_train={"c1"})
     coordinator = _coordinator(tmp_path, pool, min_clients=2)
     coordinator.evaluate_initial()
-    before = FederationState.load(tmp_path / "checkpoint.pt")
+    before = FederationState.load(tmp_path / CHECKPOINT)
     with pytest.raises(TooFewClientsError) as caught:
         coordinator.run_round(1)
     message = str(caught.value)
@@ -120,7 +120,7 @@ def test_too_few_clients_retries_the_round_once_then_stops_with_the_reasons(tmp_
     assert "c1: RuntimeError: boom" in message and "c2: rejected: NaN/Inf" in message
     assert pool.train_tasks == ["c0", "c1", "c2", "c1", "c2"]  # the failed clients' training, retried once
     assert pool.calls == ["evaluate", "score", "train", "train"]  # nothing evaluated or aggregated after
-    after = FederationState.load(tmp_path / "checkpoint.pt")
+    after = FederationState.load(tmp_path / CHECKPOINT)
     assert after.round_idx == before.round_idx == 0 and len(after.history) == 1
     assert all(torch.equal(after.tensors[n], before.tensors[n]) for n in before.tensors)
 

@@ -104,7 +104,7 @@ class RecordingLogger(NullLogger):
     def __init__(self):
         self.metrics: dict[int, dict[str, float]] = {}
 
-    def log_metrics(self, metrics, step):
+    def log_metrics(self, metrics, step, timestamp_ms=None):
         self.metrics.setdefault(step, {}).update(metrics)
 
 

@@ -22,7 +22,7 @@ class RecordingLogger:
     def log_params(self, params):
         pass
 
-    def log_metrics(self, metrics, step):
+    def log_metrics(self, metrics, step, timestamp_ms=None):
         self.metrics.setdefault(step, {}).update(metrics)
 
     def log_dict(self, data, artifact_file):
