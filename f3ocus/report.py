@@ -31,7 +31,10 @@ def print_summary(result: dict[str, Any], show: Callable[[str], None] = print) -
     show("")
     show(f"rounds: {result['rounds']}  upload: {result['bytes_up_total'] / 1e6:.2f} MB  "
          f"time: {result.get('seconds', 0):.0f}s  results: {result.get('run_dir', '?')}/result.json")
-    if result.get("mlflow_run_id"):
+    if str(result.get("mlflow_run_id")).startswith("pending-"):  # mlflow_logger.LOCAL_RUN_PREFIX
+        show(f"MLflow run not created yet (MLflow was unreachable): send its buffered records with "
+             f"f3ocus mlflow-replay {result.get('run_dir', '?')}/mlflow_buffer.jsonl")
+    elif result.get("mlflow_run_id"):
         show(f"MLflow run id: {result['mlflow_run_id']}")
         show(f"open the MLflow UI: {mlflow_ui_command(result['tracking_uri'])}")
         show(f"  then browse http://127.0.0.1:5000/#/experiments/{result['mlflow_experiment_id']}"

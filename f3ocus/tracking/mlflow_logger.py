@@ -17,8 +17,15 @@ longer exists) is dropped with a warning instead of blocking the queue.
 HTTP tracking servers: MLflow retries a failed request with exponential backoff for minutes by default,
 which would stall a round. Unless $MLFLOW_HTTP_REQUEST_MAX_RETRIES / $MLFLOW_HTTP_REQUEST_TIMEOUT are
 set, this logger's calls run with `HTTP_MAX_RETRIES` retries and an `HTTP_TIMEOUT`-second timeout.
-The run's creation (`__init__`) is not buffered: MLflow unreachable at the start raises there, before
-any training.
+
+The run's creation: by default `__init__` creates the run and raises if MLflow is unreachable. With
+`create_later=True` (a federated run's logger) creation is itself a buffered record: the logger starts with
+a local run id (`pending-<hex>`, see `is_local_run_id`), every record names that id, and when the
+`create_run` record goes through (a later call, `close`, or `f3ocus mlflow-replay`) the run is created in
+its experiment with the original start time and the tag `f3ocus.local_run_id`, and the records that follow
+are sent to it. Creation finds an existing run with that tag before creating one, so a record sent twice
+(a kill after the run was created, a resume with the local id still in the checkpoint) never makes a second
+run. A resumed run (`run_id` given, real or local) is reopened without any call that could fail.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -45,8 +53,15 @@ BUFFER_FILE = "mlflow_buffer.jsonl"
 # MLflow error codes that no retry can fix: the record is dropped (with a warning), not re-buffered.
 PERMANENT_ERROR_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
                                    "INVALID_STATE", "BAD_REQUEST"})
+LOCAL_RUN_PREFIX = "pending-"  # a run id given before MLflow created the run (create_later)
+LOCAL_RUN_TAG = "f3ocus.local_run_id"
 # Loggers that print a full traceback for every failed store call; our one warning per outage replaces them.
 _NOISY_LOGGERS = ("mlflow.store.db.utils", "mlflow.utils.rest_utils", "urllib3.connectionpool")
+
+
+def is_local_run_id(run_id: str | None) -> bool:
+    """True for the placeholder id of a run MLflow has not created yet (it was unreachable)."""
+    return bool(run_id) and run_id.startswith(LOCAL_RUN_PREFIX)
 
 
 def resolve_tracking_uri(configured: str | None, output_dir: Path) -> str:
@@ -65,14 +80,14 @@ class MlflowLogger:
         retry_seconds: least time between two attempts to reach MLflow while it is down.
         warn: where the outage / flush lines go (default: one line on stderr).
         client: an `MlflowClient`-like object to use instead of `MlflowClient(tracking_uri)` (tests).
+        create_later: MLflow unreachable at the start does not raise: the run is created when it is back
+            (see the module docstring). Without it `__init__` raises as MLflow does.
     """
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str, artifact_root: Path,
                  tags: Mapping[str, str] | None = None, run_id: str | None = None, *,
                  buffer_path: Path | None = None, retry_seconds: float = RETRY_SECONDS,
-                 warn: Callable[[str], None] | None = None, client: Any = None):
-        from mlflow.tracking import MlflowClient
-
+                 warn: Callable[[str], None] | None = None, client: Any = None, create_later: bool = False):
         # Table creation/migration chatter from a fresh sqlite store is noise in the run's output.
         for name in ("mlflow.store.db.utils", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -89,20 +104,24 @@ class MlflowLogger:
         self.flushed = 0  # buffered records that later reached MLflow
         self.dropped = 0  # records MLflow rejected for good
         self.outages = 0
-        self._client = client if client is not None else MlflowClient(tracking_uri)
-        with self._quiet_http():
-            found = self._client.get_experiment_by_name(experiment)
-            if found is None:
-                location = artifact_root.resolve().as_uri() if "://" not in tracking_uri or \
-                    tracking_uri.startswith("sqlite") else None
-                self.experiment_id = self._client.create_experiment(experiment, artifact_location=location)
-            else:
-                self.experiment_id = found.experiment_id
-            if run_id is None:
-                run = self._client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
-                run_id = run.info.run_id
-        self.run_id = run_id
+        self.experiment_id: str | None = None
+        self._aliases: dict[str, str] = {}  # local run id -> the id MLflow gave the run
+        self._client = client
+        location = artifact_root.resolve().as_uri() if "://" not in tracking_uri or \
+            tracking_uri.startswith("sqlite") else None
+        if not create_later:
+            with self._quiet_http():
+                self.experiment_id = _experiment_id(self._connect(), experiment, location)
+                if run_id is None:
+                    run_id = self._connect().create_run(self.experiment_id, run_name=run_name,
+                                                        tags=dict(tags or {})).info.run_id
+        self.run_id = run_id or f"{LOCAL_RUN_PREFIX}{uuid.uuid4().hex}"
         self._pending.extend(self._read_buffer())  # a previous process's leftovers for this run go first
+        if create_later and is_local_run_id(self.run_id) and not any(
+                record["op"] == "create_run" and record.get("run_id") == self.run_id for record in self._pending):
+            self._create({"op": "create_run", "run_id": self.run_id, "tracking_uri": tracking_uri,
+                          "experiment": experiment, "artifact_location": location, "run_name": run_name,
+                          "tags": dict(tags or {}), "start_ms": int(time.time() * 1000)})
 
     # ------------------------------------------------------------------------------------ the logger role
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -110,8 +129,10 @@ class MlflowLogger:
         for start in range(0, len(items), _PARAM_BATCH):
             self._submit({"op": "params", "params": items[start:start + _PARAM_BATCH]})
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
+    def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        """Metrics at `step`, stamped `timestamp_ms` (default: now). Records sent again with the same
+        timestamp and values are stored once by MLflow (a resumed run re-sends its last round's)."""
+        now = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         items = [[str(key), float(value), now, int(step)] for key, value in metrics.items()]
         for start in range(0, len(items), _METRIC_BATCH):
             self._submit({"op": "metrics", "metrics": items[start:start + _METRIC_BATCH]})
@@ -131,6 +152,9 @@ class MlflowLogger:
         """
         with self._lock:
             self._submit({"op": "terminate", "status": status}, force=True)
+            if self.experiment_id is None and not self._pending:  # a resumed run: ask which experiment
+                with contextlib.suppress(Exception), self._quiet_http():
+                    self.experiment_id = self._connect().get_run(self.run_id).info.experiment_id
             report = {"flushed": self.flushed, "buffered": len(self._pending), "dropped": self.dropped}
             where = f" in {self.buffer_path}" if self.buffer_path is not None else " (in memory: lost on exit)"
             if self._pending:
@@ -149,6 +173,22 @@ class MlflowLogger:
         return len(self._pending)
 
     # ------------------------------------------------------------------------------------------ buffering
+    def _create(self, record: dict[str, Any]) -> None:
+        """Create the run now, or put the `create_run` record first in the buffer (before any leftovers,
+        which name the same local run id)."""
+        attempt = time.monotonic()
+        try:
+            self._send(record)
+            return
+        except Exception as error:  # noqa: BLE001 - tracking must not stop training
+            self._pending.appendleft(record)
+            if _permanent(error):
+                self._drop(record, error)
+                self._pending.popleft()
+                return
+            self._failed(error, attempt)
+        self._rewrite_buffer()
+
     def _submit(self, record: dict[str, Any], force: bool = False) -> None:
         """Send `record` after everything buffered before it; buffer it if that cannot happen now."""
         with self._lock:
@@ -195,7 +235,23 @@ class MlflowLogger:
 
     def _send(self, record: dict[str, Any]) -> None:
         with self._quiet_http():
-            _send_record(self._client, record, self.run_id)
+            created = _send_record(self._connect(), record, self._aliases, self.run_id)
+        if created is not None:  # the run exists now: later records and the run id name it
+            self.run_id, self.experiment_id = created
+            if self._down_since is not None:
+                self._warn(f"mlflow: created run {self.run_id} (known as {record['run_id']} while MLflow was "
+                           f"unreachable)")
+            for pending in self._pending:
+                if pending.get("run_id") == record["run_id"]:
+                    pending["run_id"] = self.run_id
+
+    def _connect(self) -> Any:
+        """The MLflow client, made on first use (making one opens the store, which can fail like any call)."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
 
     def _enqueue(self, record: dict[str, Any]) -> None:
         stored = {**record, "run_id": self.run_id, "tracking_uri": self.tracking_uri}
@@ -224,6 +280,7 @@ class MlflowLogger:
             if not self._pending:
                 self.buffer_path.unlink(missing_ok=True)
                 return
+            self.buffer_path.parent.mkdir(parents=True, exist_ok=True)
             partial = self.buffer_path.with_suffix(".tmp")
             partial.write_text("".join(json.dumps(record, default=_jsonable) + "\n" for record in self._pending))
             partial.replace(self.buffer_path)
@@ -248,8 +305,12 @@ class MlflowLogger:
             self._down_since = attempt
             self.outages += 1
             where = self.buffer_path if self.buffer_path is not None else "memory"
-            self._warn(f"mlflow: cannot log to {self.tracking_uri} ({self._last_error}); training continues, "
-                       f"records are buffered in {where} and retried every {self.retry_seconds:g} s")
+            creating = bool(self._pending) and self._pending[0]["op"] == "create_run"
+            self._warn(f"mlflow: cannot {'create the run at' if creating else 'log to'} {self.tracking_uri} "
+                       f"({self._last_error}); training continues, records are buffered in {where} and retried "
+                       f"every {self.retry_seconds:g} s"
+                       + (f"; the run is created when MLflow is back, or by: f3ocus mlflow-replay {where}"
+                          if creating and self.buffer_path is not None else ""))
 
     def _recovered(self) -> None:
         if self._down_since is not None and not self._pending:
@@ -289,21 +350,26 @@ class MlflowLogger:
 def replay_buffer(buffer_path: str | Path, tracking_uri: str | None = None) -> int:
     """Send the records of a buffer file left by a run (MLflow was down at its end); returns how many.
 
-    Records go to their own run id at `tracking_uri` (default: the URI stored with each record). Sent
-    records leave the file (removed when empty); on a failure the rest stays and the error propagates.
+    Records go to their own run id at `tracking_uri` (default: the URI stored with each record); a
+    `create_run` record (MLflow was down when the run started) creates the run, or finds it by its local id
+    tag, and the records after it go to that run. Sent records leave the file (removed when empty); on a
+    failure the rest stays, naming the created run, and the error propagates.
     """
     from mlflow.tracking import MlflowClient
 
     path = Path(buffer_path)
     records = _read_jsonl(path) if path.is_file() else []
     clients: dict[str, Any] = {}
+    aliases: dict[str, str] = {}
     sent = 0
     while records:
         uri = tracking_uri or records[0]["tracking_uri"]
         client = clients.setdefault(uri, MlflowClient(uri))
-        _send_record(client, records[0], records[0]["run_id"])
+        _send_record(client, records[0], aliases, records[0].get("run_id"))
         records.pop(0)
         sent += 1
+        for record in records:
+            record["run_id"] = aliases.get(record.get("run_id"), record.get("run_id"))
         if records:
             path.write_text("".join(json.dumps(record) + "\n" for record in records))
         else:
@@ -311,12 +377,21 @@ def replay_buffer(buffer_path: str | Path, tracking_uri: str | None = None) -> i
     return sent
 
 
-def _send_record(client: Any, record: dict[str, Any], default_run_id: str | None) -> None:
-    """One buffered record -> one MLflow client call."""
+def _send_record(client: Any, record: dict[str, Any], aliases: dict[str, str],
+                 default_run_id: str | None) -> tuple[str, str] | None:
+    """One buffered record -> one MLflow client call; a `create_run` record returns (run id, experiment id)
+    and adds its local id -> run id to `aliases`, through which every record's run id is read."""
     from mlflow.entities import Metric, Param
 
     run_id = record.get("run_id", default_run_id)
+    run_id = aliases.get(run_id, run_id)
     op = record["op"]
+    if op == "create_run":
+        created = _find_or_create_run(client, record)
+        aliases[record["run_id"]] = created[0]
+        return created
+    if is_local_run_id(run_id):
+        raise ValueError(f"run {run_id} was never created (its create_run record is not in this buffer)")
     if op == "metrics":
         client.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in record["metrics"]])
     elif op == "params":
@@ -331,6 +406,26 @@ def _send_record(client: Any, record: dict[str, Any], default_run_id: str | None
         client.set_terminated(run_id, record["status"])
     else:
         raise ValueError(f"unknown buffered operation {op!r}")
+    return None
+
+
+def _experiment_id(client: Any, name: str, artifact_location: str | None) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def _find_or_create_run(client: Any, record: dict[str, Any]) -> tuple[str, str]:
+    """The run of a `create_run` record: the one already tagged with its local id, else a new one."""
+    experiment_id = _experiment_id(client, record["experiment"], record["artifact_location"])
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{LOCAL_RUN_TAG}` = '{record['run_id']}'",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id, experiment_id
+    run = client.create_run(experiment_id, start_time=record["start_ms"], run_name=record["run_name"],
+                            tags={**record["tags"], LOCAL_RUN_TAG: record["run_id"]})
+    return run.info.run_id, experiment_id
 
 
 def _permanent(error: Exception) -> bool:

@@ -223,3 +223,98 @@ def test_replay_while_still_down_keeps_the_buffer(tmp_path: Path, store: str, mo
     assert len(buffer.read_text().splitlines()) == 3  # nothing lost
     assert replay_buffer(buffer) == 3
     assert _history(store, logger.run_id, "m") == [(1, 1.0), (2, 2.0)]
+
+
+# ------------------------------------------------------------------------------- MLflow down when the run starts
+def _late_logger(tmp_path: Path, uri: str, client, run_id: str | None = None):
+    warnings: list[str] = []
+    logger = MlflowLogger(uri, "late", "run", tmp_path / "mlartifacts", tags={"f3ocus.model": "llava"},
+                          run_id=run_id, client=client, buffer_path=tmp_path / "run" / "mlflow_buffer.jsonl",
+                          retry_seconds=0.0, warn=warnings.append, create_later=True)
+    return logger, warnings
+
+
+def _runs(uri: str, experiment: str = "late") -> list:
+    found = MlflowClient(uri).get_experiment_by_name(experiment)
+    return [] if found is None else MlflowClient(uri).search_runs([found.experiment_id])
+
+
+def test_down_at_start_the_run_goes_on_and_is_created_and_filled_when_mlflow_is_back(tmp_path: Path,
+                                                                                      store: str) -> None:
+    # Prepare: every call fails while the run starts and for rounds 0-1
+    flaky = FlakyClient(MlflowClient(store))
+    flaky.failures = 10**6
+    before = len(_runs(store))
+    # Execute
+    logger, warnings = _late_logger(tmp_path, store, flaky)
+    local_id = logger.run_id
+    logger.log_params({"a.b": 1})
+    for step in range(2):
+        logger.log_metrics({"eval/acc": step / 10}, step)
+    buffer = tmp_path / "run" / "mlflow_buffer.jsonl"
+    ops = [json.loads(line)["op"] for line in buffer.read_text().splitlines()]
+    flaky.failures = 0  # MLflow is back
+    logger.log_metrics({"eval/acc": 0.2}, 2)
+    report = logger.close()
+    # Assert
+    assert local_id.startswith("pending-") and ops == ["create_run", "params", "metrics", "metrics"]
+    assert logger.run_id != local_id and report == {"flushed": 4, "buffered": 0, "dropped": 0}
+    assert len(_runs(store)) == before + 1
+    run = MlflowClient(store).get_run(logger.run_id)
+    assert run.data.tags["f3ocus.local_run_id"] == local_id and run.data.tags["f3ocus.model"] == "llava"
+    assert run.data.params == {"a.b": "1"} and run.info.status == "FINISHED" and run.info.run_name == "run"
+    assert logger.experiment_id == run.info.experiment_id
+    assert _history(store, logger.run_id, "eval/acc") == [(0, 0.0), (1, 0.1), (2, 0.2)]
+    assert "cannot create the run at" in warnings[0] and "training continues" in warnings[0]
+    assert f"f3ocus mlflow-replay {buffer}" in warnings[0]
+    assert any(f"created run {logger.run_id}" in w for w in warnings) and not buffer.exists()
+
+
+def test_down_for_the_whole_run_then_replay_creates_it_once(tmp_path: Path, store: str) -> None:
+    # Prepare
+    flaky = FlakyClient(MlflowClient(store))
+    flaky.failures = 10**6
+    logger, warnings = _late_logger(tmp_path, store, flaky)
+    logger.log_metrics({"m": 1.0}, 0)
+    logger.log_metrics({"m": 2.0}, 1)
+    assert logger.close()["buffered"] == 4  # create_run, 2 x metrics, terminate
+    buffer = tmp_path / "run" / "mlflow_buffer.jsonl"
+    before = len(_runs(store))
+    # Execute
+    assert replay_buffer(buffer) == 4
+    # Assert
+    [run] = [r for r in _runs(store) if r.data.tags.get("f3ocus.local_run_id") == logger.run_id]
+    assert len(_runs(store)) == before + 1 and run.info.status == "FINISHED"
+    assert _history(store, run.info.run_id, "m") == [(0, 1.0), (1, 2.0)]
+    # A resumed run that still knows only the local id finds that run (no second one) and logs into it.
+    resumed, _ = _late_logger(tmp_path, store, MlflowClient(store), run_id=logger.run_id)
+    resumed.log_metrics({"m": 3.0}, 2)
+    resumed.close()
+    assert resumed.run_id == run.info.run_id and len(_runs(store)) == before + 1
+    assert _history(store, run.info.run_id, "m") == [(0, 1.0), (1, 2.0), (2, 3.0)]
+
+
+def test_a_replay_cut_after_creating_the_run_does_not_create_it_twice(tmp_path: Path, store: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    flaky = FlakyClient(MlflowClient(store))
+    flaky.failures = 10**6
+    logger, _ = _late_logger(tmp_path, store, flaky)
+    logger.log_metrics({"m": 1.0}, 0)
+    logger.close()
+    buffer = tmp_path / "run" / "mlflow_buffer.jsonl"
+    saved = buffer.read_text()
+    before = len(_runs(store))
+    assert replay_buffer(buffer) == 3
+    buffer.write_text(saved)  # as if the replay had been killed before it rewrote the buffer
+    assert replay_buffer(buffer) == 3
+    assert len(_runs(store)) == before + 1
+
+
+def test_metrics_sent_again_identically_are_stored_once(tmp_path: Path, store: str) -> None:
+    # What a resumed coordinator relies on when it re-sends its last round's records.
+    logger, _ = _logger(tmp_path, store)
+    for _ in range(3):
+        logger.log_metrics({"eval/acc": 0.5, "eval/loss": 1.25}, 4, timestamp_ms=1_700_000_000_123)
+    logger.close()
+    assert _history(store, logger.run_id, "eval/acc") == [(4, 0.5)]
+    assert _history(store, logger.run_id, "eval/loss") == [(4, 1.25)]
