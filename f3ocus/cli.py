@@ -1,9 +1,10 @@
 """The `f3ocus` command: run, validate, pretrain, units, solve, mlflow-replay, report, sweep, mlflow-server, bench.
 
-User errors (an invalid config: `ConfigError`; bad data: `f3ocus.data.schema.DataError`) print one line,
-`config error: <field>: ...` or `data error: <file or row>: ...`, and exit with code 2, never a traceback;
-both surface before Ray starts (validation, then data preparation on the driver). Anything else is a bug
-and propagates.
+User errors (an invalid config: `ConfigError`; bad data: `f3ocus.data.schema.DataError`; an unusable
+checkpoint on `--resume`: `CheckpointError`) print one line, `config error: <field>: ...`, `data error: <file
+or row>: ...` or `checkpoint error: <file>: ...`, and exit with code 2, never a traceback; all surface before
+Ray starts (validation, the checkpoint and its agreement with the config, then data preparation on the
+driver). Anything else is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
+    except _checkpoint_errors() as error:
+        print(f"checkpoint error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
     except _user_errors() as error:
         print(f"data error: {_one_line(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -59,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                      "f3ocus/benchmarks/methods.py), applied before --set")
     run.add_argument("--output-json", help="also write the result JSON here")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last completed round, "
-                     "into the same MLflow run")
+                     "into the same MLflow run (the config may change only the keys README lists)")
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("validate", help="check a config without running it")
@@ -198,6 +202,12 @@ def _run_stops() -> tuple[type[BaseException], ...]:
 def _one_line(error: BaseException) -> str:
     """The message on one line (a library's multi-line message is joined with " | ")."""
     return " | ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def _checkpoint_errors() -> tuple[type[BaseException], ...]:
+    from f3ocus.federated.checkpoint import CheckpointError
+
+    return (CheckpointError,)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

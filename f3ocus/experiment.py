@@ -50,12 +50,15 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
                    placement: Any = None, run_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Validate, prepare, run every round, write `result.json` (and `output_json`); return the result.
 
-    `resume_dir`: a run directory whose `checkpoint.pt` holds the last completed round; the run
-    continues from the next round into the same MLflow run.
+    `resume_dir`: a run directory whose checkpoint holds the last completed round; the run continues from
+    the next round into the same MLflow run. Before Ray starts, the checkpoint is read and checked
+    (`CheckpointError` when unusable) and its run identity compared with `cfg` (before the data is built)
+    and with the data and model facts (after): a difference outside `checkpoint.RESUMABLE_KEYS` is a
+    `ConfigError` naming the keys.
     Used by sweep trials (`f3ocus.sweeps`): `on_round(record, run_info)` after every round,
     `placement` (a `ray_engine.ActorPlacement`, Ray engine only) and `run_tags` (extra MLflow tags).
     """
-    from f3ocus.federated.state import CHECKPOINT, FederationState
+    from f3ocus.federated.checkpoint import run_identity
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
@@ -64,10 +67,10 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
     run_dir = Path(resume_dir).resolve() if resume_dir else None
     resume = None
     if run_dir is not None:
-        if not (run_dir / CHECKPOINT).exists():
-            raise ConfigError("--resume", f"no {CHECKPOINT} in {run_dir}: nothing to resume")
-        resume = FederationState.load(run_dir / CHECKPOINT)
+        resume = load_resume(cfg, run_dir, units, show)
     prepared = prepare(cfg, num_units=len(units), show=show, run_dir=run_dir)
+    if resume is not None:
+        _check_resume(resume, run_identity(cfg, prepared.federation, units))
     if run_tags:
         prepared = dataclasses.replace(prepared, run_tags=dict(run_tags))
     show(f"run dir: {prepared.run_dir}" + (f" (resuming after round {resume.round_idx})" if resume else ""))
@@ -86,6 +89,36 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
     if output_json:
         _write_json(Path(output_json), result)
     return result
+
+
+def load_resume(cfg: ExperimentConfig, run_dir: Path, units: list[str], show: Callable[[str], None] = print):
+    """The last usable checkpoint of `run_dir`, checked against `cfg` and the model's `units`.
+
+    Raises:
+        ConfigError: `run_dir` is not a directory, or `cfg` differs from the checkpoint's config in a key
+            that changes the computation (all such keys named).
+        CheckpointError: no usable checkpoint (see `f3ocus.federated.checkpoint.load_latest`).
+    """
+    from f3ocus.federated.checkpoint import CheckpointError, load_latest
+
+    if not run_dir.is_dir():
+        raise ConfigError("--resume", f"{run_dir} is not a run directory")
+    state = load_latest(run_dir, warn=show)
+    if "config" not in state.identity:
+        raise CheckpointError(state.loaded_from, "records no run config, so it cannot be checked against this one")
+    _check_resume(state, {"config": to_dict(cfg), "units": list(units)})
+    return state
+
+
+def _check_resume(state: Any, current: dict[str, Any]) -> None:
+    """Refuse a resume whose config, data or model facts differ from the checkpoint's (see `load_resume`)."""
+    from f3ocus.federated.checkpoint import RESUMABLE_KEYS, identity_differences
+
+    differences = identity_differences(state.identity, current)
+    if differences:
+        raise ConfigError("--resume", f"this run differs from the one that wrote {state.loaded_from} in what "
+                                      f"changes the computation: {'; '.join(differences)}. A resume may change "
+                                      f"only {', '.join(RESUMABLE_KEYS)}")
 
 
 def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None] = print,
@@ -113,7 +146,9 @@ def prepare(cfg: ExperimentConfig, *, num_units: int, show: Callable[[str], None
     federation = Federation(clients, {c: store.num_examples(c, "train") for c in clients}, budgets,
                             {c: scores["accuracy"] for c, scores in majority.items()},
                             client_kinds={c: store.task_kind(c) for c in clients},
-                            majority_f1={c: scores["f1"] for c, scores in majority.items() if "f1" in scores})
+                            majority_f1={c: scores["f1"] for c, scores in majority.items() if "f1" in scores},
+                            answers=tuple(store.answers), findings=tuple(store.findings),
+                            data_fingerprint=store.fingerprint)
     tracking_uri = (resolve_tracking_uri(cfg.tracking.tracking_uri, output_dir) if cfg.tracking.mlflow else None)
     bad_rows = store.bad_rows
     if bad_rows.get("total"):
@@ -146,7 +181,8 @@ def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = 
     """The coordinator's logger factory: MLflow (params, tags, config artifacts) or nothing.
 
     With `run_id` (a resumed run) it reopens that MLflow run and logs no params again (MLflow forbids
-    changing a logged param; the resumed run's config is the one already logged).
+    changing a logged param; the resumed run's config is the one already logged). MLflow unreachable when
+    the run starts does not stop it: the run is created later from the buffer (`create_later`).
     """
     from f3ocus.tracking import MlflowLogger, NullLogger, names
 
@@ -158,7 +194,7 @@ def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = 
                           tags={"f3ocus.git_sha": _git_sha(), "f3ocus.run_dir": str(prepared.run_dir),
                                 "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family,
                                 **prepared.run_tags},
-                          run_id=run_id, buffer_path=prepared.run_dir / "mlflow_buffer.jsonl")
+                          run_id=run_id, buffer_path=prepared.run_dir / "mlflow_buffer.jsonl", create_later=True)
     if run_id is not None:
         return logger
     resolved = to_dict(cfg)
@@ -252,4 +288,4 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-__all__ = ["run_experiment", "prepare", "Prepared", "ConfigError"]
+__all__ = ["run_experiment", "prepare", "load_resume", "Prepared", "ConfigError"]

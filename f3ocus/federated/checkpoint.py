@@ -183,8 +183,7 @@ def read_checkpoint(path: Path) -> "FederationState":
     from f3ocus.federated.state import FederationState
 
     path = Path(path)
-    _check_leading_bytes(path)
-    metadata, tensors = _read_safetensors(path)
+    metadata, tensors = _read_safetensors(path, _leading_bytes(path))
     if metadata.get("format") != FORMAT:
         raise CheckpointError(path, "a safetensors file, but not an f3ocus checkpoint (no f3ocus format record "
                                     "in its metadata)")
@@ -204,33 +203,36 @@ def read_checkpoint(path: Path) -> "FederationState":
                            identity=plain["identity"], last_log=plain["last_log"], loaded_from=path)
 
 
-def _check_leading_bytes(path: Path) -> None:
-    """Refuse, by their first bytes, files that are not safetensors at all (with what they look like)."""
+def _leading_bytes(path: Path) -> bytes:
+    """The file's first bytes (to say what a file that is not safetensors looks like); refuses an empty file."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(8)
+            head = handle.read(16)
     except FileNotFoundError:
         raise CheckpointError(path, "no such file") from None
     except OSError as error:
         raise CheckpointError(path, f"cannot read: {error.strerror or error}") from None
     if not head:
         raise CheckpointError(path, "empty file (0 bytes): the write that made it never finished")
-    if head.startswith(b"PK\x03\x04"):
-        raise CheckpointError(path, "a zip archive (torch.save format), not an f3ocus checkpoint; not loaded, "
-                                    "since unpickling its contents can run code")
-    if head[:1] == b"\x80":
-        raise CheckpointError(path, "a Python pickle, not an f3ocus checkpoint; not loaded, since unpickling "
-                                    "can run code")
+    return head
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def _read_safetensors(path: Path, head: bytes) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Tensors and text metadata of a safetensors file (a parser of raw bytes: nothing is deserialised)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            # get_tensor maps the file; a copy keeps the state from changing (or faulting) if the file does.
+            tensors = {name: handle.get_tensor(name).clone() for name in handle.keys()}
     except Exception as error:  # noqa: BLE001 - safetensors' Rust errors have no common Python base
+        if head.startswith(b"PK\x03\x04"):
+            raise CheckpointError(path, "a zip archive (torch.save format), not an f3ocus checkpoint; not loaded, "
+                                        "since unpickling its contents can run code") from None
+        if head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode + protocol 2-5
+            raise CheckpointError(path, "a Python pickle, not an f3ocus checkpoint; not loaded, since unpickling "
+                                        "can run code") from None
         raise CheckpointError(path, f"not a readable safetensors file, truncated or corrupted "
                                     f"({_one_line(error)})") from None
     return metadata, tensors

@@ -277,3 +277,27 @@ def test_a_key_the_checkpoint_predates_counts_as_its_default() -> None:
     old = to_dict(ExperimentConfig())
     del old["data"]["validation_fraction"]  # written before the key existed
     assert identity_differences({"config": old}, {"config": to_dict(ExperimentConfig())}) == []
+
+
+def test_a_checkpoint_whose_header_size_reads_like_a_pickle_opcode_still_loads(tmp_path: Path) -> None:
+    # The first 8 bytes are the header size (little-endian): 0x80 0x02 .. must not be taken for a pickle.
+    path = tmp_path / CHECKPOINT
+    for pad in range(0, 1200, 2):
+        state = FederationState(1, {"w": torch.ones(1)}, [{"note": "x" * pad}], identity={"config": {}})
+        state.save(path)
+        raw = path.read_bytes()
+        if raw[0] == 0x80 and 2 <= raw[1] <= 5:
+            break
+    else:
+        pytest.fail("no padding gave a header size starting 0x80 0x02-0x05")
+    assert read_checkpoint(path).history == [{"note": "x" * pad}]
+
+
+def test_loaded_tensors_do_not_follow_later_changes_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT
+    _state().save(path)
+    loaded = read_checkpoint(path)
+    expected = {name: tensor.clone() for name, tensor in loaded.tensors.items()}
+    raw = bytearray(path.read_bytes())
+    path.write_bytes(bytes(b ^ 0xFF for b in raw))  # rewritten in place (same inode)
+    assert all(torch.equal(loaded.tensors[name], tensor) for name, tensor in expected.items())
