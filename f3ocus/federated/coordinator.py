@@ -22,7 +22,7 @@ import torch
 from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated import evaluation
 from f3ocus.federated.aggregate import RunningFedAvg
-from f3ocus.federated.checkpoint import run_identity
+from f3ocus.federated.checkpoint import PREVIOUS_CHECKPOINT, run_identity
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError)
 from f3ocus.federated.pool import WorkerPool
@@ -101,6 +101,7 @@ class Coordinator:
         self.state = resume or FederationState(0, dict(self.info.initial_tensors))
         self.state.mlflow_run_id = self.logger.run_id
         self.state.identity = run_identity(config, federation, self.info.units)
+        self._logged_ahead = self._rounds_logged_ahead(resume)
         if resume is not None and resume.last_log:
             self._send_last_log()  # the checkpointed round's records again: lost by a kill, or stored once
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.
@@ -438,13 +439,28 @@ class Coordinator:
         checkpoint, which a resumed run sends again (`__init__`); the other order would redo and log the
         round a second time. Selection artifacts are logged earlier: an artifact logged again replaces itself.
         """
+        if self.state.last_log["step"] in self._logged_ahead:
+            self.state.last_log = None  # logged before its checkpoint was lost: those records stay, none are sent
         self.state.mlflow_run_id = self.logger.run_id  # a run created late (MLflow was down) gets its id here
         self.state.save(self.run_dir / CHECKPOINT)
         self._send_last_log()
 
     def _send_last_log(self) -> None:
         last = self.state.last_log
-        self.logger.log_metrics(last["metrics"], last["step"], timestamp_ms=last["timestamp_ms"])
+        if last is not None:
+            self.logger.log_metrics(last["metrics"], last["step"], timestamp_ms=last["timestamp_ms"])
+
+    def _rounds_logged_ahead(self, resume: FederationState | None) -> set[int]:
+        """Rounds after the resumed one whose metrics are already logged: only after a fallback to the previous
+        checkpoint (the lost one was written, and its round's metrics possibly sent, before the failure).
+
+        Asked of the logger (`logged_steps`); when it cannot tell (MLflow unreachable), nothing is skipped.
+        """
+        if resume is None or resume.loaded_from is None or resume.loaded_from.name != PREVIOUS_CHECKPOINT:
+            return set()
+        logged_steps = getattr(self.logger, "logged_steps", None)
+        steps = logged_steps(names.EVAL_ACC) if logged_steps is not None else None
+        return {step for step in steps or () if step > resume.round_idx}
 
     def _log(self, record: dict[str, Any], payload: dict[str, Any] | None) -> None:
         """Prepare the round's metric records (`state.last_log`, sent by `_checkpoint_and_log`); with a

@@ -167,6 +167,20 @@ class MlflowLogger:
                            + (f", {self.dropped} rejected record(s) dropped" if self.dropped else ""))
             return report
 
+    def logged_steps(self, key: str) -> set[int] | None:
+        """The steps at which metric `key` is logged or waiting in the buffer; None when MLflow cannot be asked."""
+        with self._lock:
+            steps = {int(item[3]) for record in self._pending if record["op"] == "metrics"
+                     for item in record["metrics"] if item[0] == key}
+            if is_local_run_id(self.run_id):
+                return steps  # no run yet: only the buffer can hold its metrics
+            try:
+                with self._quiet_http():
+                    history = self._connect().get_metric_history(self.run_id, key)
+            except Exception:  # noqa: BLE001 - unreachable: the caller cannot know
+                return None
+            return steps | {int(metric.step) for metric in history}
+
     @property
     def pending(self) -> int:
         """Records waiting in the buffer."""

@@ -236,7 +236,7 @@ def test_a_corrupted_latest_checkpoint_falls_back_and_ends_where_an_uninterrupte
     from f3ocus.federated.checkpoint import PREVIOUS_CHECKPOINT, SET_ASIDE_CHECKPOINT
 
     # Prepare: a finished 2-round run whose latest checkpoint then rots
-    cfg = load_config(CPU_TINY, _overrides(tmp_path, "rot")[:-1] + ["federation.rounds=2", "tracking.mlflow=false"])
+    cfg = load_config(CPU_TINY, _overrides(tmp_path, "rot")[:-1] + ["federation.rounds=2"])
     reference = run_experiment(cfg, show=lambda _: None)
     run_dir = Path(reference["run_dir"])
     reference_state = FederationState.load(run_dir / CHECKPOINT)
@@ -245,7 +245,7 @@ def test_a_corrupted_latest_checkpoint_falls_back_and_ends_where_an_uninterrupte
     (run_dir / CHECKPOINT).write_bytes(bytes(raw))
     # Execute
     assert main(["run", "--resume", str(run_dir)]) == 0
-    # Assert: said so, redid round 2 from round 1, same numbers; the rotten file kept aside
+    # Assert: said so, redid round 2 from round 1, same numbers, logged once; the rotten file kept aside
     out = capsys.readouterr().out
     assert f"checkpoint: {run_dir / CHECKPOINT} is unusable: checksum mismatch" in out
     assert f"resuming from the previous round's checkpoint {PREVIOUS_CHECKPOINT} (round 1)" in out
@@ -255,6 +255,12 @@ def test_a_corrupted_latest_checkpoint_falls_back_and_ends_where_an_uninterrupte
     state = FederationState.load(run_dir / CHECKPOINT)
     assert state.round_idx == 2 and all(state.tensors[n].equal(t) for n, t in reference_state.tensors.items())
     assert (run_dir / SET_ASIDE_CHECKPOINT).read_bytes() == bytes(raw)
+    client = MlflowClient(result["tracking_uri"])
+    for key in ("eval/acc", "round/seconds"):
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(result["mlflow_run_id"], key))
+        assert [step for step, _ in logged] == [0, 1, 2], key
+    assert logged[-1][1] == reference["history"][2]["seconds"]  # the first attempt's records stay
+    assert FederationState.load(run_dir / CHECKPOINT).last_log is None  # a later resume sends no second copy
 
 
 def test_mlflow_down_when_the_run_starts_then_replayed_then_resumed(tmp_path, cache_env, monkeypatch, capsys):

@@ -318,3 +318,17 @@ def test_metrics_sent_again_identically_are_stored_once(tmp_path: Path, store: s
     logger.close()
     assert _history(store, logger.run_id, "eval/acc") == [(4, 0.5)]
     assert _history(store, logger.run_id, "eval/loss") == [(4, 1.25)]
+
+
+def test_logged_steps_counts_the_store_and_the_buffer_and_says_when_it_cannot_tell(tmp_path: Path,
+                                                                                   store: str) -> None:
+    flaky = FlakyClient(MlflowClient(store))
+    logger, _ = _logger(tmp_path, store, client=flaky, retry_seconds=3600)
+    logger.log_metrics({"eval/acc": 0.1, "other": 1.0}, 0)
+    flaky.failures = 1
+    logger.log_metrics({"eval/acc": 0.2}, 1)  # buffered
+    logger.log_metrics({"other": 2.0}, 2)  # buffered
+    assert logger.logged_steps("eval/acc") == {0, 1}
+    flaky.failures = 1
+    assert logger.logged_steps("eval/acc") is None
+    logger.close()
