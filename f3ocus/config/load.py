@@ -198,7 +198,7 @@ def _coerce_scalar(hint: Any, value: Any, path: str) -> Any:
             number = float(value)
         except OverflowError:  # an integer beyond the float range
             raise ConfigError(path, f"number out of range: {value}") from None
-        if not math.isfinite(number):  # YAML's .inf / .nan, or a literal beyond the float range (1.0e999)
+        if not math.isfinite(number):  # YAML's .inf / .nan, or a literal beyond the float range (1.0e+999)
             raise ConfigError(path, f"must be a finite number, got {value}")
         return number
     if hint is int and isinstance(value, int) and not isinstance(value, bool):

@@ -55,3 +55,25 @@ def test_missing_file_and_bad_yaml(tmp_path):
 def test_bool_is_not_an_int(tmp_path):
     with pytest.raises(ConfigError, match="integer"):
         load_config(_write(tmp_path / "e.yaml", "seed: true\n"))
+
+
+@pytest.mark.parametrize("text, overrides, field", [
+    ("federation: {lr: .inf}\n", [], "federation.lr"),
+    ("federation: {weight_decay: -.inf}\n", [], "federation.weight_decay"),
+    ("model: {lora: {dropout: .nan}}\n", [], "model.lora.dropout"),
+    ("data: {test_fraction: .NaN}\n", [], "data.test_fraction"),
+    ("selection: {decision_weight: 1.0e+999}\n", [], "selection.decision_weight"),  # beyond the float range
+    ("", ["federation.worker_resources.num_gpus=.inf"], "federation.worker_resources.num_gpus"),
+    ("", ["data.partition.alpha=.nan"], "data.partition.alpha"),
+])
+def test_a_non_finite_number_anywhere_is_refused_by_name(tmp_path, text, overrides, field):
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path / "e.yaml", text), overrides)
+    assert caught.value.field == field and "must be a finite number" in caught.value.message
+
+
+def test_validate_exits_2_on_a_non_finite_number(tmp_path, capsys):
+    from f3ocus.cli import main
+
+    assert main(["validate", str(_write(tmp_path / "e.yaml", "federation: {lr: .inf}\n"))]) == 2
+    assert capsys.readouterr().err == "config error: federation.lr: must be a finite number, got inf\n"
