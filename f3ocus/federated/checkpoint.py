@@ -360,6 +360,9 @@ def _describe(fact: str, before: Any, after: Any) -> str:
     if isinstance(before, dict) and isinstance(after, dict):
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         return f"{fact} ({', '.join(f'{k}: {before.get(k)} -> {after.get(k)}' for k in changed[:4])})"
+    if fact == "data_fingerprint":
+        return f"{fact} ({_short(before)} -> {_short(after)}: the data store was prepared from another data " \
+               f"config or by another f3ocus version)"
     return f"{fact} ({_short(before)} -> {_short(after)})"
 
 
