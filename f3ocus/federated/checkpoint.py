@@ -225,7 +225,7 @@ def _read_safetensors(path: Path, head: bytes) -> tuple[dict[str, str], dict[str
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
             # get_tensor maps the file; a copy keeps the state from changing (or faulting) if the file does.
-            tensors = {name: handle.get_tensor(name).clone() for name in handle.keys()}
+            tensors = {name: _owned_copy(handle.get_tensor(name)) for name in handle.keys()}
     except Exception as error:  # noqa: BLE001 - safetensors' Rust errors have no common Python base
         if head.startswith(b"PK\x03\x04"):
             raise CheckpointError(path, "a zip archive (torch.save format), not an f3ocus checkpoint; not loaded, "
@@ -236,6 +236,16 @@ def _read_safetensors(path: Path, head: bytes) -> tuple[dict[str, str], dict[str
         raise CheckpointError(path, f"not a readable safetensors file, truncated or corrupted "
                                     f"({_one_line(error)})") from None
     return metadata, tensors
+
+
+def _owned_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy in memory of its own. Through numpy, a plain memcpy: `Tensor.clone` goes through torch's
+    intra-op thread pool, 10-20x slower than this on a loaded 2-core machine (measured: 0.8 s vs 48 ms for the
+    tiny LLaVA's 106 tensors, 5.7 MB)."""
+    if tensor.numel() == 0:
+        return torch.empty(tensor.shape, dtype=tensor.dtype)
+    raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().copy()
+    return torch.from_numpy(raw).view(tensor.dtype).reshape(tensor.shape)
 
 
 def _parse_state(path: Path, text: str) -> dict[str, Any]:

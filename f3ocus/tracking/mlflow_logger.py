@@ -195,11 +195,10 @@ class MlflowLogger:
             self._send(record)
             return
         except Exception as error:  # noqa: BLE001 - tracking must not stop training
-            self._pending.appendleft(record)
             if _permanent(error):
                 self._drop(record, error)
-                self._pending.popleft()
                 return
+            self._pending.appendleft(record)
             self._failed(error, attempt)
         self._rewrite_buffer()
 
@@ -251,13 +250,14 @@ class MlflowLogger:
         with self._quiet_http():
             created = _send_record(self._connect(), record, self._aliases, self.run_id)
         if created is not None:  # the run exists now: later records and the run id name it
-            self.run_id, self.experiment_id = created
+            if record["run_id"] == self.run_id:
+                self.run_id, self.experiment_id = created
             if self._down_since is not None:
-                self._warn(f"mlflow: created run {self.run_id} (known as {record['run_id']} while MLflow was "
+                self._warn(f"mlflow: created run {created[0]} (known as {record['run_id']} while MLflow was "
                            f"unreachable)")
             for pending in self._pending:
                 if pending.get("run_id") == record["run_id"]:
-                    pending["run_id"] = self.run_id
+                    pending["run_id"] = created[0]
 
     def _connect(self) -> Any:
         """The MLflow client, made on first use (making one opens the store, which can fail like any call)."""
