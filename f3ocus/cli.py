@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     units.add_argument("--unit-mode", choices=UNIT_MODES, default="layer")
     units.set_defaults(handler=_units)
 
-    replay = commands.add_parser("mlflow-replay", help="send the MLflow records a run buffered while MLflow was down")
+    replay = commands.add_parser("mlflow-replay", help="send the MLflow records a run buffered while MLflow was down "
+                                 "(creating its run if MLflow was down when it started)")
     replay.add_argument("buffer", help="the run's mlflow_buffer.jsonl")
     replay.add_argument("--tracking-uri", help="default: the URI stored with each record")
     replay.set_defaults(handler=_mlflow_replay)
