@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from f3ocus.selection.archive import Archive, SolverSettings, non_dominated_unique
-from f3ocus.selection.objectives import evaluate
+from f3ocus.selection.objectives import evaluate, square_sum, variance_from_squares
 from f3ocus.selection.problem import SelectionProblem
 from f3ocus.selection.solvers import SOLVERS, build_solver, solve_weighted
+from f3ocus.selection.synthetic import lntk_like_problem
 
 SETTINGS = SolverSettings(pop_size=20, max_evals=600, archive_size=30)
 
@@ -79,3 +80,16 @@ def test_unknown_solver_and_bad_settings_are_errors():
         build_solver("tabu")
     with pytest.raises(ValueError, match="max_evals"):
         SolverSettings(pop_size=50, max_evals=10)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_no_front_point_is_dominated_at_24_units(name):
+    # 24 is not a power of two: float variances of equal Σ n_l² used to differ in the last bit, and fronts kept
+    # points with the same histogram spread but less importance. Compare on the integer Σ n_l² here.
+    problem = lntk_like_problem(np.random.default_rng(3), 8, 24, correlated=True)  # B = 25
+    front = build_solver(name).solve(problem, 0, SolverSettings(pop_size=40, max_evals=2000))
+    squares, gain = square_sum(front.X, 24), -front.F[:, 0]  # (K,) int, (K,)
+    np.testing.assert_array_equal(front.F[:, 1], variance_from_squares(squares, problem.budgets.sum(), 24))
+    dominated = [(a, b) for a in range(len(gain)) for b in range(len(gain))
+                 if squares[b] <= squares[a] and gain[b] >= gain[a] and (squares[b], gain[b]) != (squares[a], gain[a])]
+    assert dominated == [] and len(set(squares.tolist())) == len(squares)
