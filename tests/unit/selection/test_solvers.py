@@ -1,4 +1,4 @@
-"""Every solver: seeded determinism, feasible and mutually non-dominated fronts; flow = brute force."""
+"""Every solver: seeded determinism, feasible and mutually non-dominated fronts; flow and exact = brute force."""
 
 import itertools
 
@@ -8,7 +8,7 @@ import pytest
 from f3ocus.selection.archive import Archive, SolverSettings, non_dominated_unique
 from f3ocus.selection.objectives import evaluate, square_sum, variance_from_squares
 from f3ocus.selection.problem import SelectionProblem
-from f3ocus.selection.solvers import SOLVERS, build_solver, solve_weighted
+from f3ocus.selection.solvers import SOLVERS, ExactSolver, build_solver, solve_weighted
 from f3ocus.selection.synthetic import lntk_like_problem
 
 SETTINGS = SolverSettings(pop_size=20, max_evals=600, archive_size=30)
@@ -39,7 +39,7 @@ def test_solver_is_seeded_feasible_and_non_dominated(name):
 
 
 @pytest.mark.parametrize("name", sorted(set(SOLVERS) - {"flow"}))
-def test_solver_finds_the_exact_front_of_a_tiny_problem(name):
+def test_solver_finds_the_exact_front_of_a_tiny_problem(name):  # exact included
     problem = _problem(seed=2, N=3, L=5)
     X = _enumerate(problem)
     exact = evaluate(X, problem)[non_dominated_unique(evaluate(X, problem))]
@@ -82,7 +82,7 @@ def test_unknown_solver_and_bad_settings_are_errors():
         SolverSettings(pop_size=50, max_evals=10)
 
 
-@pytest.mark.parametrize("name", sorted(SOLVERS))
+@pytest.mark.parametrize("name", sorted(set(SOLVERS) - {"exact"}))  # exact: ~3 s CPU here, checked on tiny ones
 def test_no_front_point_is_dominated_at_24_units(name):
     # 24 is not a power of two: float variances of equal Σ n_l² used to differ in the last bit, and fronts kept
     # points with the same histogram spread but less importance. Compare on the integer Σ n_l² here.
@@ -93,3 +93,51 @@ def test_no_front_point_is_dominated_at_24_units(name):
     dominated = [(a, b) for a in range(len(gain)) for b in range(len(gain))
                  if squares[b] <= squares[a] and gain[b] >= gain[a] and (squares[b], gain[b]) != (squares[a], gain[a])]
     assert dominated == [] and len(set(squares.tolist())) == len(squares)
+
+
+# 3 clients x 3 units, budgets 1, 2, 2 (B = 5), dyadic scores (sums exact in float). By hand:
+#   max importance: client 0 {0}, 1 {0, 1}, 2 {0, 1}: 0.75 + 1.75 + 1.25 = 3.75, n = (3, 2, 0), Σn² = 13;
+#   Σn² = 11, n = (3, 1, 1): all on unit 0 (2.5) + client 1 / 2 on units 1 / 2 (0.75 either way) = 3.25;
+#   Σn² = 9 (the flattest, n a permutation of (2, 2, 1)): client 0 {0}, 1 {0, 1}, 2 {1, 2}: 3.0.
+# Variance = (3 Σn² − 25) / 9. The middle point lies below the segment of the other two (3.25 < 3.375):
+# unsupported, so `flow` cannot see it and `exact` must.
+HAND = SelectionProblem([[0.75, 0.0, 0.0], [1.0, 0.75, 0.25], [0.75, 0.5, 0.0]], [1, 2, 2])
+HAND_FRONT = [(3.75, 14 / 9), (3.25, 8 / 9), (3.0, 2 / 9)]
+
+
+def test_exact_front_of_the_hand_example_has_its_unsupported_point():
+    exact = build_solver("exact").solve(HAND)
+    flow = build_solver("flow").solve(HAND)
+    np.testing.assert_allclose(np.column_stack([-exact.F[:, 0], exact.F[:, 1]]), HAND_FRONT, atol=1e-12)
+    np.testing.assert_allclose(np.column_stack([-flow.F[:, 0], flow.F[:, 1]]), [HAND_FRONT[0], HAND_FRONT[2]],
+                               atol=1e-12)
+    assert (exact.masks(HAND).sum(axis=2) == HAND.budgets).all()
+
+
+def _brute_force_front(problem):
+    X = _enumerate(problem)
+    F = evaluate(X, problem)
+    keep = non_dominated_unique(F)
+    return sorted(zip(np.round(-F[keep, 0], 9), square_sum(X[keep], problem.num_units)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_and_flow_extremes_equal_brute_force(seed):
+    # Random tiny instances with quarter scores (exact ties) and, for even seeds, an all-zero client.
+    rng = np.random.default_rng(seed)
+    N, L = 3, 5
+    scores = np.round(rng.dirichlet(np.ones(L) * 0.5, N) * 4) / 4
+    scores[0] *= seed % 2
+    problem = SelectionProblem(scores, rng.integers(1, L, N))
+    expected = _brute_force_front(problem)
+    exact = build_solver("exact").solve(problem)
+    assert sorted(zip(np.round(-exact.F[:, 0], 9), square_sum(exact.X, L))) == expected
+    flow = build_solver("flow").solve(problem)  # lexicographic extremes: max importance, then flattest; and reverse
+    flow_points = sorted(zip(np.round(-flow.F[:, 0], 9), square_sum(flow.X, L)))
+    assert flow_points[0] == expected[0] and flow_points[-1] == expected[-1] and set(flow_points) <= set(expected)
+
+
+def test_exact_solver_time_limit_raises():
+    problem = lntk_like_problem(np.random.default_rng(0), 10, 32, correlated=True)
+    with pytest.raises(TimeoutError, match="time limit"):
+        ExactSolver(time_limit=0.0).solve(problem)
