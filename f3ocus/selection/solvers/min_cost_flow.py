@@ -49,59 +49,97 @@ def improve(mask: np.ndarray, problem: SelectionProblem, gain_weight: float, squ
     Returns:
         (N, L) bool optimal mask with the same row sums.
     """
-    mask = np.array(mask, dtype=bool)  # (N, L) copy
-    scores = problem.scores
-    gain = gain_weight * (scores[:, :, None] - scores[:, None, :])  # (N, L, L) cost of client i moving a -> b
-    allowed = (scores[:, :, None] == scores[:, None, :]) if ties_only else True  # (N, L, L) or scalar
-    tolerance = _RELATIVE_TOLERANCE * (gain_weight * float(scores.max(initial=0.0))
-                                       + (square_weight or 0.0) * mask.shape[0] + 1e-300)
+    hops = _HopTable(np.array(mask, dtype=bool), problem.scores, gain_weight, ties_only)
+    tolerance = _RELATIVE_TOLERANCE * (gain_weight * float(problem.scores.max(initial=0.0))
+                                       + (square_weight or 0.0) * hops.mask.shape[0] + 1e-300)
+    potentials = None
     while True:
-        W, mover = _residual_graph(mask, gain, allowed, square_weight, face)
-        cycle, _ = negative_cycle(W, tolerance)
+        W = _with_sink(hops, square_weight, face)  # (L+1, L+1)
+        cycle, potentials = negative_cycle(W, tolerance, potentials)
         if cycle is None:
-            return mask
-        L = mask.shape[1]
+            return hops.mask
+        hops.apply(cycle)
+
+
+class _HopTable:
+    """The mask and, for every hop a -> b, the cheapest client that can make it, kept up to date incrementally.
+
+    moves[a, b, i] = gain_weight·(S_ia − S_ib) if client i trains a and not b (else inf), laid out with clients
+    last so the min over clients is a contiguous reduction; after a cycle only its movers' columns change, so
+    only they (and the hops whose cheapest client was one of them) are recomputed.
+    """
+
+    def __init__(self, mask: np.ndarray, scores: np.ndarray, gain_weight: float, ties_only: bool):
+        self.mask = mask  # (N, L)
+        self.gain = gain_weight * (scores.T[:, None, :] - scores.T[None, :, :])  # (L, L, N) cost of i moving a -> b
+        self.allowed = (scores.T[:, None, :] == scores.T[None, :, :]) if ties_only else None  # (L, L, N) or None
+        self.moves = np.where(self._open(slice(None)), self.gain, np.inf)  # (L, L, N)
+        self.mover = self.moves.argmin(axis=-1)  # (L, L)
+        self.cost = np.take_along_axis(self.moves, self.mover[..., None], axis=-1)[..., 0]  # (L, L)
+
+    def _open(self, clients) -> np.ndarray:
+        """(L, L, C) whether each client can move a -> b (trains a, not b, and equal scores when ties_only)."""
+        trains = self.mask[clients].T  # (L, C)
+        ok = trains[:, None, :] & ~trains[None, :, :]  # (L, L, C)
+        return ok if self.allowed is None else ok & self.allowed[:, :, clients]
+
+    def apply(self, cycle: list[int]) -> None:
+        """Make every hop of `cycle` (unit nodes; node L = sink) with its cheapest client, then refresh the table."""
+        L = self.mask.shape[1]
+        moved = []
         for a, b in zip(cycle, cycle[1:] + cycle[:1]):
             if a < L and b < L:
-                client = mover[a, b]
-                mask[client, a], mask[client, b] = False, True
+                client = int(self.mover[a, b])
+                self.mask[client, a], self.mask[client, b] = False, True
+                moved.append(client)
+        moved = np.unique(moved)  # (C,)
+        self.moves[:, :, moved] = np.where(self._open(moved), self.gain[:, :, moved], np.inf)
+        stale = np.isin(self.mover, moved)  # (L, L) hops whose cheapest client changed: full recompute
+        rows, cols = np.nonzero(stale)
+        self.mover[rows, cols] = self.moves[rows, cols].argmin(axis=-1)
+        self.cost[rows, cols] = self.moves[rows, cols, self.mover[rows, cols]]
+        new = self.moves[:, :, moved]  # (L, L, C) the movers' new costs may undercut the others
+        best = new.argmin(axis=-1)  # (L, L)
+        value = np.take_along_axis(new, best[..., None], axis=-1)[..., 0]  # (L, L)
+        better = value < self.cost
+        self.mover = np.where(better, moved[best], self.mover)
+        self.cost = np.where(better, value, self.cost)
 
 
-def _residual_graph(mask: np.ndarray, gain: np.ndarray, allowed, square_weight: float | None,
-                    face: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Arc costs W (L+1, L+1) of the unit-contracted residual graph (node L = sink; inf = no arc) and the
-    cheapest client for each hop, mover (L, L)."""
-    N, L = mask.shape
-    counts = mask.sum(axis=0)  # (L,)
-    moves = np.where(mask[:, :, None] & ~mask[:, None, :] & allowed, gain, np.inf)  # (N, L, L)
-    mover = moves.argmin(axis=0)  # (L, L)
+def _with_sink(hops: _HopTable, square_weight: float | None, face: np.ndarray | None) -> np.ndarray:
+    """Arc costs W (L+1, L+1) of the unit-contracted residual graph: hops, plus the sink node L (inf = no arc)."""
+    N, L = hops.mask.shape
     W = np.full((L + 1, L + 1), np.inf)  # (L+1, L+1)
-    W[:L, :L] = np.take_along_axis(moves, mover[None], axis=0)[0]
+    W[:L, :L] = hops.cost
+    if square_weight is None:
+        return W  # counts fixed: no arc into or out of the sink
+    counts = hops.mask.sum(axis=0)  # (L,)
     down = np.where(counts >= 1, 1.0 - 2.0 * counts, np.inf)  # (L,) Σn² change of n_a − 1 (s -> a)
     up = np.where(counts < N, 2.0 * counts + 1.0, np.inf)  # (L,) Σn² change of n_c + 1 (c -> s)
-    if square_weight is None:
-        return W, mover  # counts fixed: no arc into or out of the sink
     if face is None:
         finite = square_weight > 0
         W[L, :L] = square_weight * down if finite else np.where(np.isinf(down), np.inf, 0.0)
         W[:L, L] = square_weight * up if finite else np.where(np.isinf(up), np.inf, 0.0)
-        return W, mover
+        return W
     # Within the min-Σn² face: an arc may be used only if its reduced Σn² cost is 0 (hops cost 0 in Σn²).
     W[:L, :L] = np.where(face[:L, None] == face[None, :L], W[:L, :L], np.inf)
     W[L, :L] = np.where(down + face[L] - face[:L] == 0, 0.0, np.inf)
     W[:L, L] = np.where(up + face[:L] - face[L] == 0, 0.0, np.inf)
-    return W, mover
+    return W
 
 
-def negative_cycle(W: np.ndarray, tolerance: float) -> tuple[list[int] | None, np.ndarray]:
+def negative_cycle(W: np.ndarray, tolerance: float,
+                   start: np.ndarray | None = None) -> tuple[list[int] | None, np.ndarray]:
     """A cycle of total weight < −tolerance in the dense graph W (V, V) (inf = no arc), or None; and the
     Bellman-Ford distances (V,) (shortest-path potentials when there is no negative cycle).
 
-    Bellman-Ford from a virtual source joined to every node at cost 0, all arcs relaxed at once per round.
-    If round V still improves a node, walking its predecessors V steps lands on a negative cycle.
+    Bellman-Ford from a virtual source joined to node v at cost start[v] (default 0), all arcs relaxed at once
+    per round. Any start vector is valid; the previous call's distances make a re-check after a small change
+    converge in a few rounds. If round V still improves a node, walking its predecessors V steps lands on a
+    negative cycle.
     """
     V = len(W)
-    dist = np.zeros(V)  # (V,)
+    dist = np.zeros(V) if start is None else np.minimum(start, 0.0)  # (V,)
     pred = np.full(V, -1)  # (V,)
     changed = np.zeros(V, dtype=bool)  # (V,)
     for _ in range(V):
@@ -154,19 +192,23 @@ def extremes(problem: SelectionProblem) -> tuple[np.ndarray, np.ndarray]:
     """
     most_important = improve(top_b_mask(problem), problem, 1.0, 1.0, ties_only=True)
     flat = improve(most_important, problem, 0.0, 1.0)  # (N, L) some min-Σn² mask
-    W, _ = _residual_graph(flat, np.zeros((problem.num_clients,) + (problem.num_units,) * 2), True, 1.0, None)
-    _, potentials = negative_cycle(W, 0.5)  # integer costs: exact distances, no negative cycle left
-    flattest = improve(flat, problem, 1.0, 0.0, face=potentials)
+    _, potentials = negative_cycle(_with_sink(_HopTable(flat, problem.scores, 0.0, False), 1.0, None), 0.5)
+    flattest = improve(flat, problem, 1.0, 0.0, face=potentials)  # integer costs above: exact potentials
     return most_important.ravel(), flattest.ravel()
 
 
-def supported_front(problem: SelectionProblem) -> tuple[np.ndarray, int]:
-    """Every extreme supported point (K, N·L) bool by dichotomic search, and the number of weighted solves."""
+def supported_front(problem: SelectionProblem, max_solves: int | None = None) -> tuple[np.ndarray, int]:
+    """Extreme supported points (K, N·L) bool by dichotomic search, flattest first, and the weighted solves spent.
+
+    Args:
+        max_solves: stop after this many weighted solves (None: all points). The search is breadth-first over
+            the segments between known points, so a capped run returns points spread along the whole front.
+    """
     left, right = extremes(problem)  # (N·L,), (N·L,)
     found = [left, right]
     F = [evaluate(left, problem)[0], evaluate(right, problem)[0]]  # (2,) each
     queue, n_solves = deque([(0, 1)]), 2
-    while queue:
+    while queue and (max_solves is None or n_solves < max_solves):
         a, b = queue.popleft()
         lam = np.array([F[a][1] - F[b][1], F[b][0] - F[a][0]])  # (2,) normal of segment a-b, >= 0
         if lam.sum() <= 0 or np.any(lam <= 0):
@@ -178,7 +220,7 @@ def supported_front(problem: SelectionProblem) -> tuple[np.ndarray, int]:
             F.append(f_new)
             found.append(mask)
             queue.extend([(a, len(found) - 1), (len(found) - 1, b)])
-    X = np.array(found)  # (K, N·L)
+    X = np.unique(np.array(found), axis=0)  # (K, N·L) the two extremes coincide when the front is one point
     order = np.argsort(square_sum(X, problem.num_units), kind="stable")  # (K,) flattest first
     return X[order], n_solves
 

@@ -12,6 +12,12 @@ from f3ocus.selection.solvers import SOLVERS, ExactSolver, build_solver, solve_w
 from f3ocus.selection.synthetic import lntk_like_problem
 
 SETTINGS = SolverSettings(pop_size=20, max_evals=600, archive_size=30)
+HEURISTICS = ("nsga2", "abc", "aco", "sa", "mopso")
+
+
+def _plain(name):
+    """The heuristic alone: no supported-point seeding, no archive local search."""
+    return type(build_solver(name))(seeding=False, local_search=0.0)
 
 
 def _problem(seed=0, N=4, L=7):
@@ -26,11 +32,11 @@ def _enumerate(problem):
     return np.array([np.concatenate(choice) for choice in itertools.product(*rows)])
 
 
-@pytest.mark.parametrize("name", sorted(SOLVERS))
-def test_solver_is_seeded_feasible_and_non_dominated(name):
+@pytest.mark.parametrize("name, plain", [(name, False) for name in sorted(SOLVERS)] + [(name, True) for name in HEURISTICS])
+def test_solver_is_seeded_feasible_and_non_dominated(name, plain):
     problem = _problem()
-    first = build_solver(name).solve(problem, 11, SETTINGS)
-    again = build_solver(name).solve(problem, np.random.default_rng(11), SETTINGS)
+    first = (_plain(name) if plain else build_solver(name)).solve(problem, 11, SETTINGS)
+    again = (_plain(name) if plain else build_solver(name)).solve(problem, np.random.default_rng(11), SETTINGS)
     assert np.array_equal(first.X, again.X) and np.array_equal(first.F, again.F)
     assert (first.masks(problem).sum(axis=2) == problem.budgets).all()
     np.testing.assert_allclose(first.F, evaluate(first.X, problem))
@@ -38,12 +44,14 @@ def test_solver_is_seeded_feasible_and_non_dominated(name):
     assert first.n_evals <= SETTINGS.max_evals
 
 
-@pytest.mark.parametrize("name", sorted(set(SOLVERS) - {"flow"}))
-def test_solver_finds_the_exact_front_of_a_tiny_problem(name):  # exact included
+@pytest.mark.parametrize("name, plain", [(name, False) for name in sorted(set(SOLVERS) - {"flow"})]
+                         + [(name, True) for name in HEURISTICS])
+def test_solver_finds_the_exact_front_of_a_tiny_problem(name, plain):  # exact included
     problem = _problem(seed=2, N=3, L=5)
     X = _enumerate(problem)
     exact = evaluate(X, problem)[non_dominated_unique(evaluate(X, problem))]
-    found = build_solver(name).solve(problem, 0, SolverSettings(pop_size=20, max_evals=2000))
+    solver = _plain(name) if plain else build_solver(name)
+    found = solver.solve(problem, 0, SolverSettings(pop_size=20, max_evals=2000))
     assert {tuple(np.round(f, 9)) for f in found.F} == {tuple(np.round(f, 9)) for f in exact}
 
 
