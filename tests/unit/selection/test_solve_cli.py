@@ -81,3 +81,13 @@ def test_missing_file_in_a_subprocess_has_no_traceback(tmp_path):
             f"sys.exit(main(['solve', '--scores', {str(tmp_path / 'nope.json')!r}, '--budgets', '1']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "--scores" in done.stderr
+
+
+def test_solve_loads_neither_torch_nor_transformers(score_file, tmp_path):
+    # `f3ocus solve` is data-free: start-up must not pay for torch (~1-3 s) or transformers.
+    code = ("import sys; from f3ocus.cli import main; "
+            f"code = main(['solve', '--scores', {str(score_file)!r}, '--budgets', '1,2,3', '--algorithm', 'flow', "
+            f"'--out', {str(tmp_path / 'front.json')!r}]); "
+            "print(code, sorted(name for name in ('torch', 'transformers', 'ray', 'mlflow') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["0", "[]"], done.stderr
