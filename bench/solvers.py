@@ -1,96 +1,163 @@
-"""Benchmark of the F3OCUS front solvers: quality against the exact front, and wall time.
+"""Benchmark of the F3OCUS front solvers against the exact Pareto front: hypervolume ratio and seconds.
 
-    python bench/solvers.py [--quick]
+    python bench/solvers.py                   # 5x32, 8x24, 10x32, 20x32, 50x64; 3 instances per score structure, 3 seeds
+    python bench/solvers.py --quick           # 5x32, 8x24, 10x32; 2 instances, 2 seeds (~2 min)
+    python bench/solvers.py --sizes 100x64 --instances 1 --seeds 1 --only nsga2    # the large case
+    python bench/solvers.py --plain           # also each heuristic alone (no seeding, no local search)
+    python bench/solvers.py --cli             # plus `f3ocus solve` wall time vs its reported solve time
 
-Quality: on random instances small enough to enumerate (3 clients x 8 units or 4 x 6, budgets 1-3), the
-hypervolume of each solver's front as a fraction of the exact front's (exact = non-dominated set of all
-feasible masks). Both objectives are normalised by the exact front's ideal and nadir points and the common
-reference point is (1.1, 1.1) (pymoo HV). Time: one solve per solver at 9 x 32 and 100 x 64 (budgets 2-8),
-with the default settings (`SolverSettings()`); there the HV is relative to the exact *supported* front of
-the `flow` solver (normalised by its extremes), which can exceed 1 when a heuristic finds non-supported points.
-Prints a markdown table.
+Instances (`f3ocus.selection.synthetic.lntk_like_problem`): N clients x L units of peaked LNTK-like scores,
+independent across clients ("ind") or sharing a per-unit component ("corr"), heterogeneous budgets in
+[L/16, L/4]; instance k of a size and structure is drawn from SeedSequence([N, L, corr, k]).
+Reference: the exact front (`ExactSolver`, given `--exact-limit` seconds per instance); where it runs out of
+time, the best known front: the non-dominated union of the complete supported front (`flow`) and every front
+any solver returned on that instance (marked "best-known"). HV: pymoo's hypervolume after normalising both
+objectives by the reference front's ideal and nadir points, reference point (1.1, 1.1) (the nadir + 10 % of
+the range); the ratio HV(solver) / HV(reference). Every solver at its defaults and the `f3ocus solve` /
+`selection.*` default budget (pop_size 100, max_evals 10000, archive_size 100).
+Times: wall (perf_counter) and CPU (process_time) seconds of one `solve` call. Prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import json
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from pymoo.indicators.hv import HV
 
-from f3ocus.selection.archive import SolverSettings, non_dominated_unique
+from f3ocus.selection.archive import Archive, SolverSettings
 from f3ocus.selection.objectives import evaluate
 from f3ocus.selection.problem import SelectionProblem
-from f3ocus.selection.solvers import SOLVERS, build_solver
+from f3ocus.selection.solvers import SOLVERS, ExactSolver, build_solver
+from f3ocus.selection.solvers.min_cost_flow import supported_front
+from f3ocus.selection.synthetic import lntk_like_problem
 
 HEURISTICS = ("nsga2", "abc", "aco", "sa", "mopso")
+FULL_SIZES = ((5, 32), (8, 24), (10, 32), (20, 32), (50, 64))
+SETTINGS = SolverSettings(pop_size=100, max_evals=10000, archive_size=100)
 
 
-def exact_front(problem: SelectionProblem) -> np.ndarray:
-    """Minimised F (K, 2) of the non-dominated set of every feasible mask (full enumeration)."""
-    L = problem.num_units
-    blocks = [np.array([np.isin(np.arange(L), c) for c in itertools.combinations(range(L), b)])
-              for b in problem.budgets]  # per client (C_i, L)
-    index = np.array(list(itertools.product(*[range(len(b)) for b in blocks])))  # (K, N)
-    X = np.concatenate([blocks[i][index[:, i]] for i in range(len(blocks))], axis=1)  # (K, N·L)
-    F = evaluate(X, problem)  # (K, 2)
-    return F[non_dominated_unique(F)]
+def instance(N: int, L: int, correlated: bool, k: int) -> SelectionProblem:
+    """Instance k of one size and score structure."""
+    return lntk_like_problem(np.random.default_rng([N, L, int(correlated), k]), N, L, correlated)
 
 
 def hv_ratio(F: np.ndarray, reference: np.ndarray) -> float:
-    """HV(F) / HV(reference) after normalising by the reference front's ideal and nadir."""
+    """HV(F) / HV(reference) after normalising by the reference front's ideal and nadir (reference point 1.1)."""
     ideal, nadir = reference.min(axis=0), reference.max(axis=0)  # (2,), (2,)
     scale = np.where(nadir > ideal, nadir - ideal, 1.0)  # (2,)
     indicator = HV(ref_point=np.array([1.1, 1.1]))
     return float(indicator((F - ideal) / scale) / indicator((reference - ideal) / scale))
 
 
-def random_problem(rng: np.random.Generator, N: int, L: int, low: int, high: int) -> SelectionProblem:
-    """Dirichlet(1) score rows (each sums to 1), budgets uniform in [low, high]."""
-    return SelectionProblem(rng.dirichlet(np.ones(L), N), rng.integers(low, high + 1, N))
+def timed_solve(solver, problem: SelectionProblem, seed: int):
+    """(front, wall seconds, CPU seconds) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    front = solver.solve(problem, seed, SETTINGS)
+    return front, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def small_quality(n_instances: int) -> dict[str, list[float]]:
-    """HV ratio to the exact front per solver on enumerable instances."""
-    ratios: dict[str, list[float]] = {name: [] for name in SOLVERS}
-    for seed in range(n_instances):
-        N, L = (3, 8) if seed % 2 else (4, 6)
-        problem = random_problem(np.random.default_rng(seed), N, L, 1, 3)
-        exact = exact_front(problem)
-        for name in SOLVERS:
-            ratios[name].append(hv_ratio(build_solver(name).solve(problem, seed, SolverSettings()).F, exact))
-    return ratios
+def make_solver(name: str):
+    """A registered solver at its defaults, or "<heuristic>-plain": no seeding and no local search."""
+    if name.endswith("-plain"):
+        return SOLVERS[name.removesuffix("-plain")](seeding=False, local_search=0.0)
+    return build_solver(name)
 
 
-def timed(N: int, L: int) -> dict[str, tuple[float, float]]:
-    """(seconds, HV ratio to the flow front) per solver on one N x L instance."""
-    problem = random_problem(np.random.default_rng(100 + N), N, L, 2, 8)
-    results = {}
-    for name in ("flow", *HEURISTICS):
-        start = time.perf_counter()
-        front = build_solver(name).solve(problem, 0, SolverSettings())
-        results[name] = (time.perf_counter() - start, front.F)
-    reference = results["flow"][1]
-    return {name: (seconds, hv_ratio(F, reference)) for name, (seconds, F) in results.items()}
+def run_instance(problem: SelectionProblem, names: list[str], seeds: int, exact_limit: float) -> dict:
+    """Every solver x seed on one instance, measured against the exact (or best-known) front."""
+    results = {name: [] for name in names}  # name -> [(front F, wall, cpu)]
+    for name in names:
+        for seed in range(1 if name == "flow" else seeds):
+            front, wall, cpu = timed_solve(make_solver(name), problem, seed)
+            results[name].append((front.F, wall, cpu))
+    try:
+        exact, wall, cpu = timed_solve(ExactSolver(time_limit=exact_limit), problem, 0)
+        reference, kind, exact_time = exact.F, "exact", (wall, cpu)
+    except TimeoutError:
+        X, _ = supported_front(problem)
+        archive = Archive(capacity=10**6)
+        archive.add(X, evaluate(X, problem))
+        for runs in results.values():
+            for F, _, _ in runs:
+                archive.add(np.zeros((len(F), problem.n_var), bool), F)  # masks not needed for the reference
+        reference, kind, exact_time = archive.F, "best-known", None
+    rows = {name: [(hv_ratio(F, reference), wall, cpu) for F, wall, cpu in runs] for name, runs in results.items()}
+    return {"reference": kind, "points": len(reference), "exact_seconds": exact_time, "rows": rows}
+
+
+def table(size: tuple[int, int], per_structure: dict[str, list[dict]], names: list[str]) -> str:
+    """Markdown table of one size: per structure, HV ratio min / median and wall / CPU seconds median (max)."""
+    head = "| solver |" + "".join(f" HV min / med ({s}) | wall s med (max) ({s}) | CPU s med ({s}) |"
+                                  for s in per_structure)
+    lines = [f"**{size[0]} x {size[1]}**", "", head, "|---|" + "---|---|---|" * len(per_structure)]
+    for name in names:
+        line = f"| {name} |"
+        for runs in per_structure.values():
+            v = np.array([row for run in runs for row in run["rows"][name]])  # (R, 3)
+            line += (f" {v[:, 0].min():.4f} / {np.median(v[:, 0]):.4f} | {np.median(v[:, 1]):.2f} ({v[:, 1].max():.2f})"
+                     f" | {np.median(v[:, 2]):.2f} |")
+        lines.append(line)
+    line = "| reference |"
+    for runs in per_structure.values():
+        kinds = sorted({run["reference"] for run in runs})
+        points = [run["points"] for run in runs]
+        times = [run["exact_seconds"][0] for run in runs if run["exact_seconds"]]
+        spent = f"exact {min(times):.1f}-{max(times):.1f} s" if times else "-"
+        line += f" {'/'.join(kinds)}, {min(points)}-{max(points)} points | {spent} | |"
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def cli_startup(problem: SelectionProblem, names: list[str]) -> str:
+    """`f3ocus solve` wall time vs the solve time it reports, per algorithm (one call each)."""
+    lines = ["| algorithm | `f3ocus solve` wall s | reported solve s | start-up + I/O s |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as folder:
+        scores, out = Path(folder) / "scores.npy", Path(folder) / "front.json"
+        np.save(scores, problem.scores)
+        budgets = ",".join(str(b) for b in problem.budgets)
+        for name in names:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "f3ocus.cli", "solve", "--scores", str(scores), "--budgets", budgets,
+                            "--algorithm", name, "--out", str(out)], check=True)
+            wall = time.perf_counter() - start
+            seconds = json.loads(out.read_text())["seconds"]
+            lines.append(f"| {name} | {wall:.2f} | {seconds:.2f} | {wall - seconds:.2f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 small instances and 9 x 32 only")
+    parser.add_argument("--quick", action="store_true", help="5x32, 8x24, 10x32; 2 instances, 2 seeds")
+    parser.add_argument("--sizes", help="comma-separated NxL (default: 5x32,8x24,10x32,20x32,50x64)")
+    parser.add_argument("--instances", type=int, help="instances per size and structure (default 3)")
+    parser.add_argument("--seeds", type=int, help="solver seeds per instance (default 3)")
+    parser.add_argument("--exact-limit", type=float, default=120.0, help="seconds for the exact front per instance")
+    parser.add_argument("--only", help="comma-separated solver names (default: the five heuristics and flow)")
+    parser.add_argument("--plain", action="store_true", help="also each heuristic without seeding / local search")
+    parser.add_argument("--cli", action="store_true", help="also time `f3ocus solve` end to end at 10x32")
     args = parser.parse_args()
-    quality = small_quality(4 if args.quick else 12)
-    sizes = [(9, 32)] if args.quick else [(9, 32), (100, 64)]
-    timings = {size: timed(*size) for size in sizes}
-    header = "| solver | HV / exact, small (min / mean) |" + "".join(
-        f" s @ {n}x{l} | HV / flow @ {n}x{l} |" for n, l in sizes)
-    print(header)
-    print("|" + "---|" * (2 + 2 * len(sizes)))
-    for name in (*HEURISTICS, "flow"):
-        row = f"| {name} | {min(quality[name]):.3f} / {np.mean(quality[name]):.3f} |"
-        row += "".join(f" {timings[size][name][0]:.2f} | {timings[size][name][1]:.3f} |" for size in sizes)
-        print(row)
+    sizes = ([tuple(int(x) for x in part.split("x")) for part in args.sizes.split(",")] if args.sizes
+             else FULL_SIZES[:3] if args.quick else FULL_SIZES)
+    instances = args.instances or (2 if args.quick else 3)
+    seeds = args.seeds or (2 if args.quick else 3)
+    names = args.only.split(",") if args.only else [*HEURISTICS, "flow"]
+    if args.plain:
+        names += [f"{name}-plain" for name in names if name in HEURISTICS]
+    for size in sizes:
+        per_structure = {}
+        for structure in ("ind", "corr"):
+            per_structure[structure] = [run_instance(instance(*size, structure == "corr", k), names, seeds,
+                                                     args.exact_limit) for k in range(instances)]
+        print(table(size, per_structure, names), "\n", flush=True)
+    if args.cli:
+        print(cli_startup(instance(10, 32, True, 0), [*HEURISTICS, "flow", "exact"]))
 
 
 if __name__ == "__main__":

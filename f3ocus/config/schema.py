@@ -258,7 +258,7 @@ class SelectionConfig:
     (top_k, lntk, f3ocus): grad_norm, lntk[_<solver>_<kernel>], or a paper baseline (magnitude, fisher,
     gradflow, grasp, snip, rgn, synflow, fedselect, spt; with top_k).
     `score_batch_size`: samples per client used for scoring.
-    F3OCUS server step (read only by method "f3ocus"): `solver` (nsga2, abc, aco, sa, mopso, flow),
+    F3OCUS server step (read only by method "f3ocus"): `solver` (nsga2, abc, aco, sa, mopso, flow, exact),
     `pop_size` and `max_evals` (objective evaluations per round), `archive_size` (most front points kept),
     `decision` (knee | pseudo_weights: how one front point is picked) and `decision_weight` (importance
     weight for pseudo_weights).
@@ -277,7 +277,7 @@ class SelectionConfig:
 
     def __post_init__(self) -> None:
         _require(self.score_batch_size >= 1, "score_batch_size", f"must be >= 1, got {self.score_batch_size}")
-        solvers = ("nsga2", "abc", "aco", "sa", "mopso", "flow")  # keys of f3ocus.selection.solvers.SOLVERS
+        solvers = ("nsga2", "abc", "aco", "sa", "mopso", "flow", "exact")  # keys of f3ocus.selection.solvers.SOLVERS
         _require(self.solver in solvers, "solver", f"must be one of {', '.join(solvers)}, got {self.solver!r}")
         _require(self.pop_size >= 2, "pop_size", f"must be >= 2, got {self.pop_size}")
         _require(self.max_evals >= self.pop_size, "max_evals",

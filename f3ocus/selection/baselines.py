@@ -12,7 +12,6 @@ from typing import ClassVar
 import numpy as np
 
 from f3ocus.selection.base import SelectionResult, top_k_mask
-from f3ocus.utils.seeding import SELECT, numpy_rng
 
 
 class FullSelector:
@@ -68,6 +67,9 @@ class RandomSelector:
                rng: np.random.Generator) -> SelectionResult:
         key = (tuple(int(budget) for budget in budgets), num_units)
         if key not in self._masks:
+            # Late: utils.seeding imports torch, which `f3ocus solve` and config validation must not load.
+            from f3ocus.utils.seeding import SELECT, numpy_rng
+
             source = rng if self.seed is None else numpy_rng(self.seed, 0, SELECT)
             self._masks[key] = top_k_mask(source.random((len(budgets), num_units)), budgets)  # (N, L)
         return SelectionResult(self._masks[key].copy())

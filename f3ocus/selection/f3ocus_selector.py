@@ -28,7 +28,7 @@ class F3ocusSelector:
     """Server-side bi-objective layer selection: max importance, min variance of the selection histogram.
 
     Args:
-        solver: nsga2 | abc | aco | sa | mopso | flow.
+        solver: nsga2 | abc | aco | sa | mopso | flow | exact.
         pop_size, max_evals, archive_size: the shared solver budget (`SolverSettings`).
         decision: knee | pseudo_weights. decision_weight: importance weight for pseudo_weights.
     """

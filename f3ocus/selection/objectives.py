@@ -31,8 +31,28 @@ def histogram(X: np.ndarray, L: int) -> np.ndarray:
     return X.reshape(P, -1, L).sum(axis=1)  # (P, L)
 
 
+def square_sum(X: np.ndarray, L: int) -> np.ndarray:
+    """Σ_l n_l² per row of X (P, N·L) bool -> (P,) int64: the exact integer the variance is a function of."""
+    counts = histogram(X, L).astype(np.int64)  # (P, L)
+    return np.einsum("pl,pl->p", counts, counts)  # (P,)
+
+
+def variance_from_squares(squares: np.ndarray, total: np.ndarray | int, L: int) -> np.ndarray:
+    """(1/L) Σ_l (n_l − n̄)² = (L·Σ n_l² − (Σ n_l)²) / L², from the integers Σ n_l² (P,) and Σ n_l (P,) or ().
+
+    The numerator is an exact integer and the one division is correctly rounded, so two masks with the same
+    Σ n_l² (and the same budgets) get bit-identical variances and compare equal in the archive. numpy's
+    `var` sums (n_l − n̄)² in float: when L is not a power of two n̄ is inexact, and histograms with the same
+    Σ n_l² came out one ulp apart, which kept exactly dominated points on the fronts.
+    """
+    numerator = L * np.asarray(squares, dtype=np.int64) - np.asarray(total, dtype=np.int64) ** 2  # (P,) exact
+    return numerator / float(L * L)  # (P,)
+
+
 def histogram_variance(X: np.ndarray, L: int) -> np.ndarray:
     """Objective 2 (minimised): population variance (1/L) Σ_l (n_l − n̄)² of the selection histogram.
+
+    Computed from the integer Σ n_l² (`variance_from_squares`), so equal histograms' square sums give equal floats.
 
     Args:
         X: (P, N·L) bool decision matrix.
@@ -41,7 +61,9 @@ def histogram_variance(X: np.ndarray, L: int) -> np.ndarray:
     Returns:
         (P,) float.
     """
-    return histogram(X, L).var(axis=1)  # (P,)
+    X = np.asarray(X)
+    total = X.reshape(X.shape[0], -1).sum(axis=1)  # (P,) Σ_l n_l = Σ_i (units client i selected)
+    return variance_from_squares(square_sum(X, L), total, L)  # (P,)
 
 
 def evaluate(X: np.ndarray, problem: SelectionProblem) -> np.ndarray:

@@ -20,6 +20,9 @@ from f3ocus.selection.problem import SelectionProblem
 def top_b(keys: np.ndarray, budgets: np.ndarray) -> np.ndarray:
     """Per (row, client) block, mark the `budgets[i]` largest keys (ties -> lower unit index).
 
+    A threshold (the b_i-th largest key, from one unstable sort of the values) replaces a stable argsort of
+    indices: 3-4x faster at 100 x 64, which made set crossover the largest cost of NSGA-II there.
+
     Args:
         keys: (P, N, L) float.
         budgets: (N,) int.
@@ -27,11 +30,14 @@ def top_b(keys: np.ndarray, budgets: np.ndarray) -> np.ndarray:
     Returns:
         (P, N, L) bool with exactly budgets[i] True in every block of client i.
     """
-    order = np.argsort(-keys, axis=-1, kind="stable")  # (P, N, L) best first
-    keep = np.arange(keys.shape[-1]) < budgets[:, None]  # (N, L) rank < b_i
-    mask = np.zeros(keys.shape, dtype=bool)  # (P, N, L)
-    np.put_along_axis(mask, order, np.broadcast_to(keep, order.shape), axis=-1)
-    return mask
+    L = keys.shape[-1]
+    ordered = np.sort(keys, axis=-1)  # (P, N, L) ascending
+    threshold = np.take_along_axis(ordered, np.broadcast_to((L - budgets)[:, None], keys.shape[:-1] + (1,)),
+                                   axis=-1)  # (P, N, 1) the b_i-th largest
+    above = keys > threshold  # (P, N, L)
+    ties = keys == threshold  # (P, N, L)
+    missing = budgets[:, None] - above.sum(axis=-1, keepdims=True)  # (P, N, 1) how many ties to keep
+    return above | (ties & (np.cumsum(ties, axis=-1) <= missing))  # lower-index ties first
 
 
 def repair(X: np.ndarray, budgets: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -104,12 +110,13 @@ def swap_mutation(X: np.ndarray, problem: SelectionProblem, rate: float, rng: np
     if force and movable.any():
         forced = rng.choice(np.flatnonzero(movable), size=P)  # (P,)
         pick[np.arange(P), forced] = True
-    keys = rng.random((P, N, L))  # (P, N, L)
-    drop = np.argmax(np.where(blocks, keys, -1.0), axis=-1)  # (P, N) a random selected unit
-    add = np.argmax(np.where(blocks, -1.0, keys), axis=-1)  # (P, N) a random unselected unit
-    rows, clients = np.nonzero(pick)
-    blocks[rows, clients, drop[rows, clients]] = False
-    blocks[rows, clients, add[rows, clients]] = True
+    rows, clients = np.nonzero(pick)  # (K,), (K,) only the picked blocks draw keys
+    chosen = blocks[rows, clients]  # (K, L)
+    keys = rng.random(chosen.shape)  # (K, L)
+    drop = np.argmax(np.where(chosen, keys, -1.0), axis=-1)  # (K,) a random selected unit
+    add = np.argmax(np.where(chosen, -1.0, keys), axis=-1)  # (K,) a random unselected unit
+    blocks[rows, clients, drop] = False
+    blocks[rows, clients, add] = True
     return blocks.reshape(P, N * L)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from f3ocus.config.schema import ConfigError
 
-ALGORITHMS = ("nsga2", "abc", "aco", "sa", "mopso", "flow")
+ALGORITHMS = ("nsga2", "abc", "aco", "sa", "mopso", "flow", "exact")
 
 
 def add_solve_parser(subparsers: Any) -> argparse.ArgumentParser:

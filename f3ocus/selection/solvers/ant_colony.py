@@ -6,7 +6,8 @@ client by client (random client order): it draws client i's b_i units without re
 ∝ τ_k[i, l]^α · η[l]^β, where the heuristic η = w_k · S_il / max_l S_il + (1 − w_k) / (1 + n_l) mixes the
 score with how few clients already train unit l (n_l so far), and draws use the Gumbel-top-k trick.
 After each iteration every τ_k evaporates and the archive member best for w_k (Tchebycheff) deposits on its
-units; τ stays in [tau_min, 1].
+units; τ stays in [tau_min, 1]. The archive starts with the seeded population (`local_search.seeded_start`),
+whose members lay the first pheromone, and gets the shared Pareto local search at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from f3ocus.selection.archive import Archive, Front, SolverSettings, as_rng
+from f3ocus.selection.solvers.local_search import finish, seeded_start
 from f3ocus.selection.objectives import evaluate, normaliser, tchebycheff
 from f3ocus.selection.problem import SelectionProblem
 
@@ -28,12 +30,16 @@ class AntColonySolver:
         alpha: pheromone exponent. beta: heuristic exponent.
         evaporation: ρ, the share of pheromone replaced by each deposit.
         tau_min: lower pheromone bound (keeps every unit reachable).
+        seeding: start from the supported points (see `local_search.seeded_start`).
+        local_search: share of max_evals kept for the archive's Pareto local search (0: none).
     """
 
     name: ClassVar[str] = "aco"
 
     def __init__(self, n_colonies: int = 10, alpha: float = 1.0, beta: float = 2.0, evaporation: float = 0.2,
-                 tau_min: float = 0.02):
+                 tau_min: float = 0.02, seeding: bool = True, local_search: float = 0.2):
+        self.seeding = seeding
+        self.local_search = local_search
         self.n_colonies = n_colonies
         self.alpha = alpha
         self.beta = beta
@@ -42,18 +48,20 @@ class AntColonySolver:
 
     def solve(self, problem: SelectionProblem, rng: int | np.random.Generator | None,
               settings: SolverSettings | None = None) -> Front:
-        """Run settings.generations iterations of pop_size ants each."""
+        """Seed, then iterations of pop_size ants each until settings.max_evals is spent (with the local search)."""
         settings, rng = settings or SolverSettings(), as_rng(rng)
         P, K = settings.pop_size, min(self.n_colonies, settings.pop_size)
         colony_weights = np.linspace(0.0, 1.0, K)  # (K,)
         colony = np.arange(P) % K  # (P,) colony of each ant
         tau = np.ones((K, problem.num_clients, problem.num_units))  # (K, N, L)
+        X, spent, own = seeded_start(problem, settings, rng, self.seeding, self.local_search)  # (P, N·L)
         archive = Archive(settings.archive_size)
-        for _ in range(settings.generations):
+        archive.add(X, evaluate(X, problem))
+        for _ in range(own // P - 1):
+            tau = self._update(tau, colony_weights, archive, problem)
             X = self._construct(tau[colony], colony_weights[colony], problem, rng)  # (P, N·L)
             archive.add(X, evaluate(X, problem))
-            tau = self._update(tau, colony_weights, archive, problem)
-        return archive.front(P * settings.generations)
+        return finish(archive, problem, settings, spent + own // P * P, self.local_search)
 
     def _construct(self, tau: np.ndarray, weights: np.ndarray, problem: SelectionProblem,
                    rng: np.random.Generator) -> np.ndarray:

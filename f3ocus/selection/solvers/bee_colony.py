@@ -5,7 +5,8 @@ weight on the Tchebycheff scalarisation (weights spread over [0, 1]) so the colo
 every visited mask also goes to the shared non-dominated archive, which is what is returned.
 Phases per cycle: employed bees (a neighbour of every source), onlookers (neighbours of sources picked by
 Pareto rank), scouts (sources stuck for `limit` trials restart one swap away from the archive member
-best for their weight).
+best for their weight). The archive starts with the seeded population (`local_search.seeded_start`), each
+source at its member best for the source's weight, and gets the shared Pareto local search at the end.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from f3ocus.selection.archive import Archive, Front, SolverSettings, as_rng
+from f3ocus.selection.solvers.local_search import finish, seeded_start
 from f3ocus.selection.objectives import evaluate, normaliser, tchebycheff
-from f3ocus.selection.operators import sample, swap_mutation
+from f3ocus.selection.operators import swap_mutation
 from f3ocus.selection.problem import SelectionProblem
 
 
@@ -28,13 +30,17 @@ class BeeColonySolver:
         limit: failed improvement trials before a source is abandoned (scout phase).
         partner_rate: per-client probability of copying the partner source's block (the binary analogue of
             ABC's x + φ(x − x_k) step); the swap move is always applied on top.
+        seeding: start from the supported points (see `local_search.seeded_start`).
+        local_search: share of max_evals kept for the archive's Pareto local search (0: none).
     """
 
     name: ClassVar[str] = "abc"
 
-    def __init__(self, limit: int = 8, partner_rate: float = 0.2):
+    def __init__(self, limit: int = 8, partner_rate: float = 0.2, seeding: bool = True, local_search: float = 0.2):
         self.limit = limit
         self.partner_rate = partner_rate
+        self.seeding = seeding
+        self.local_search = local_search
 
     def solve(self, problem: SelectionProblem, rng: int | np.random.Generator | None,
               settings: SolverSettings | None = None) -> Front:
@@ -42,21 +48,21 @@ class BeeColonySolver:
         settings, rng = settings or SolverSettings(), as_rng(rng)
         S = max(settings.pop_size // 2, 2)  # food sources
         weights = np.linspace(0.0, 1.0, S)  # (S,) weight on importance per source
-        X = sample(S, problem, rng)  # (S, N·L)
-        F = evaluate(X, problem)  # (S, 2)
-        trials = np.zeros(S, dtype=int)  # (S,)
+        start, spent, own = seeded_start(problem, settings, rng, self.seeding, self.local_search)  # (P, N·L)
         archive = Archive(settings.archive_size)
-        archive.add(X, F)
-        n_evals = S
-        while n_evals + S <= settings.max_evals:
+        archive.add(start, evaluate(start, problem))
+        X, F = _best_for_weights(archive, weights)  # (S, N·L), (S, 2)
+        trials = np.zeros(S, dtype=int)  # (S,)
+        n_evals = len(start)
+        while n_evals + S <= own:
             employed = np.arange(S)  # (S,)
             onlookers = _pick_by_rank(F, rng)  # (S,)
             for sources in (employed, onlookers):
-                if n_evals + S > settings.max_evals:
+                if n_evals + S > own:
                     break
                 n_evals += self._forage(sources, X, F, trials, weights, archive, problem, rng)
-            n_evals += self._scout(X, F, trials, weights, archive, problem, rng, settings.max_evals - n_evals)
-        return archive.front(n_evals)
+            n_evals += self._scout(X, F, trials, weights, archive, problem, rng, own - n_evals)
+        return finish(archive, problem, settings, spent + n_evals, self.local_search)
 
     def _forage(self, sources: np.ndarray, X: np.ndarray, F: np.ndarray, trials: np.ndarray, weights: np.ndarray,
                 archive: Archive, problem: SelectionProblem, rng: np.random.Generator) -> int:
@@ -82,15 +88,21 @@ class BeeColonySolver:
         stuck = np.flatnonzero(trials > self.limit)[:max(budget_left, 0)]  # (K,)
         if stuck.size == 0:
             return 0
-        ideal, scale = normaliser(archive.F)  # (2,), (2,)
-        M, K = len(archive.F), stuck.size
-        values = tchebycheff(np.repeat(archive.F, K, axis=0), np.tile(weights[stuck], M), ideal, scale)  # (M·K,)
-        members = archive.X[values.reshape(M, K).argmin(axis=0)]  # (K, N·L) best member for each weight
+        members, _ = _best_for_weights(archive, weights[stuck])  # (K, N·L)
         X[stuck] = swap_mutation(members, problem, 1.0 / problem.num_clients, rng, force=True)
         F[stuck] = evaluate(X[stuck], problem)
         archive.add(X[stuck], F[stuck])
         trials[stuck] = 0
         return int(stuck.size)
+
+
+def _best_for_weights(archive: Archive, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The archive member with the best Tchebycheff value for each weight (K,): X (K, N·L), F (K, 2) (copies)."""
+    ideal, scale = normaliser(archive.F)  # (2,), (2,)
+    M, K = len(archive.F), len(weights)
+    values = tchebycheff(np.repeat(archive.F, K, axis=0), np.tile(weights, M), ideal, scale)  # (M·K,)
+    best = values.reshape(M, K).argmin(axis=0)  # (K,)
+    return archive.X[best].copy(), archive.F[best].copy()
 
 
 def _neighbour(X: np.ndarray, partners: np.ndarray, partner_rate: float, problem: SelectionProblem,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from f3ocus.selection.solve_cli import main
+from f3ocus.selection.synthetic import lntk_like_problem
 
 SCORES = [[0.1, 0.5, 0.2, 0.2, 0.0], [0.4, 0.1, 0.4, 0.1, 0.0], [0.2, 0.2, 0.2, 0.2, 0.2]]
 
@@ -19,7 +20,7 @@ def score_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("algorithm", ["nsga2", "flow"])
+@pytest.mark.parametrize("algorithm", ["nsga2", "flow", "exact"])
 def test_solve_writes_the_documented_json(score_file, tmp_path, algorithm):
     out = tmp_path / "front.json"
     argv = ["solve", "--scores", str(score_file), "--budgets", "1,2,3", "--algorithm", algorithm,
@@ -34,6 +35,21 @@ def test_solve_writes_the_documented_json(score_file, tmp_path, algorithm):
     selected = report["selected"]
     assert np.array(selected["masks"]).tolist() == masks[selected["index"]].tolist()
     assert [selected["importance"], selected["variance"]] == report["pareto_front"][selected["index"]]
+
+
+def test_exact_at_10_by_32_respects_budgets_and_holds_the_supported_front(tmp_path, capsys):
+    problem = lntk_like_problem(np.random.default_rng(0), 10, 32, correlated=False)
+    path = tmp_path / "scores.npy"
+    np.save(path, problem.scores)
+    budgets = ",".join(str(b) for b in problem.budgets)
+    fronts = {}
+    for algorithm in ("exact", "flow"):
+        assert main(["solve", "--scores", str(path), "--budgets", budgets, "--algorithm", algorithm]) == 0
+        fronts[algorithm] = json.loads(capsys.readouterr().out)
+    masks = np.array(fronts["exact"]["pareto_masks"])  # (P, 10, 32)
+    assert (masks.sum(axis=2) == problem.budgets).all()
+    exact = {tuple(np.round(point, 9)) for point in fronts["exact"]["pareto_front"]}
+    assert {tuple(np.round(point, 9)) for point in fronts["flow"]["pareto_front"]} < exact  # and unsupported ones
 
 
 def test_npy_scores_and_stdout(tmp_path, capsys):
@@ -65,3 +81,13 @@ def test_missing_file_in_a_subprocess_has_no_traceback(tmp_path):
             f"sys.exit(main(['solve', '--scores', {str(tmp_path / 'nope.json')!r}, '--budgets', '1']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "--scores" in done.stderr
+
+
+def test_solve_loads_neither_torch_nor_transformers(score_file, tmp_path):
+    # `f3ocus solve` is data-free: start-up must not pay for torch (~1-3 s) or transformers.
+    code = ("import sys; from f3ocus.cli import main; "
+            f"code = main(['solve', '--scores', {str(score_file)!r}, '--budgets', '1,2,3', '--algorithm', 'flow', "
+            f"'--out', {str(tmp_path / 'front.json')!r}]); "
+            "print(code, sorted(name for name in ('torch', 'transformers', 'ray', 'mlflow') if name in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["0", "[]"], done.stderr
