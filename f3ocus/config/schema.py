@@ -213,6 +213,8 @@ class FederationConfig:
     A dead coordinator actor is restarted from the last checkpoint up to `coordinator_restarts` times.
     `upload_dtype`: the dtype clients cast their uploaded tensors to (float16/bfloat16 halve the upload);
     the coordinator casts them back to the global dtype before averaging.
+    `precision`: clients' forward/backward in float32 ("fp32") or under bfloat16 autocast ("bf16"; weights,
+    optimiser state and uploads stay float32, LNTK Grams are formed in float32 or wider).
     """
 
     rounds: int = 5
@@ -231,8 +233,10 @@ class FederationConfig:
     client_retries: int = 1
     min_clients: int = 1
     upload_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
+        _require(self.precision in ("fp32", "bf16"), "precision", f"must be fp32 or bf16, got {self.precision!r}")
         _require(self.upload_dtype in ("float32", "float16", "bfloat16"), "upload_dtype",
                  f"must be float32, float16 or bfloat16, got {self.upload_dtype!r}")
         _require(self.rounds >= 1, "rounds", f"must be >= 1, got {self.rounds}")

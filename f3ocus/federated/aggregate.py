@@ -2,6 +2,8 @@
 
 For every tensor, the new global value is the |D_i|-weighted mean over the updates that contain it;
 a tensor nobody sent keeps its global value. Pure function: no I/O, no Ray, inputs are not mutated.
+Sums are float64 on the global tensor's device (an update on another device, e.g. a GPU, is moved there),
+and the result has the global tensor's dtype and device.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class RunningFedAvg:
                 raise ValueError(f"{name}: update shape {tuple(tensor.shape)} != global {tuple(reference.shape)}")
         for name, tensor in tensors.items():
             # Accumulate in float64 so the result does not depend on client order beyond rounding.
-            contribution = tensor.detach().to(torch.float64) * num_examples
+            device = self._global[name].device
+            contribution = tensor.detach().to(device=device, dtype=torch.float64) * num_examples
             self._totals[name] = self._totals[name].add_(contribution) if name in self._totals else contribution
             self._weights[name] = self._weights.get(name, 0.0) + num_examples
         self.count += 1

@@ -15,13 +15,22 @@ crashed, out of memory) gets a fresh actor with the same options and spec in tha
 retried on the next free actor within the same budget. A task that still fails becomes a `WorkerError`
 reply, never an exception: the coordinator decides what a failed client means for the round. Every
 retried attempt and replaced actor is noted in the pool's `faults` (`FaultLog`).
+
+GPUs: an actor with fractional `num_gpus` shares a GPU with others (0.25: four per GPU); Ray assigns it a
+GPU id and sets its `CUDA_VISIBLE_DEVICES`, and the worker picks its device from that (`ClientWorker.
+device_info`, `RayPool.devices`). A pool not pinned to a placement group checks first that all its actors
+fit the cluster's nodes at once (`check_actors_fit`): Ray would otherwise leave the ones that do not fit
+pending forever, and the round would wait for them. A sweep trial's pool is pinned to bundles its trial
+reserved (checked by `f3ocus.sweeps.placement.check_fits`) and skips this check.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from f3ocus.config.schema import ConfigError
 from f3ocus.federated.messages import GlobalState, ModelInfo, SharedState, WorkerError
 from f3ocus.federated.worker import ClientWorker, WorkerSpec
 
@@ -100,6 +109,10 @@ class LocalPool:
     def node_ids(self) -> list[str]:
         return ["local"]
 
+    def devices(self) -> list[dict]:
+        """The worker's `device_info()` (one entry: the pool has one worker)."""
+        return [self._worker.device_info()]
+
     def shutdown(self) -> None:
         pass
 
@@ -119,6 +132,8 @@ class RayPool:
 
         if slot_options is not None and len(slot_options) != num_actors:
             raise ValueError(f"slot_options lists {len(slot_options)} entries for {num_actors} actors")
+        if slot_options is None:  # pinned actors live in bundles their trial reserved (checked there)
+            check_actors_fit(num_actors, actor_options, [node["Resources"] for node in ray.nodes() if node.get("Alive")])
         self._spec = spec
         self._retries = retries
         remote_cls = ray.remote(worker_cls)
@@ -134,6 +149,12 @@ class RayPool:
         import ray
 
         return ray.get([actor.__ray_call__.remote(_node_of) for actor in self._actors])
+
+    def devices(self) -> list[dict]:
+        """Each actor's `device_info()` (device, Ray GPU ids, CUDA_VISIBLE_DEVICES, ...), in slot order."""
+        import ray
+
+        return ray.get([actor.device_info.remote() for actor in self._actors])
 
     def model_info(self) -> ModelInfo:
         import ray
@@ -206,6 +227,41 @@ class RayPool:
             pass
         self._actors[slot] = self._slot_cls[slot].remote(self._spec)
         self.faults.actors_replaced += 1
+
+
+# Ray's own names for the actor options that reserve node resources.
+_RESOURCE_OPTIONS = {"num_cpus": "CPU", "num_gpus": "GPU"}
+
+
+def check_actors_fit(num_actors: int, actor_options: Mapping[str, Any], nodes: Sequence[Mapping[str, float]]) -> None:
+    """All `num_actors` identical actors can run at once on `nodes`.
+
+    A node holds ⌊have_r / need_r⌋ of them for the scarcest resource r it is asked for, and identical
+    actors fit the cluster exactly when those counts add up to `num_actors` (Ray never splits one actor
+    over nodes). Resources are the options' `num_cpus`, `num_gpus` and custom `resources`.
+
+    Args:
+        num_actors: client actors of the pool.
+        actor_options: their Ray options (`num_cpus`, `num_gpus`, optional `resources`).
+        nodes: the total resources of each alive node (`ray.nodes()[i]["Resources"]`).
+
+    Raises:
+        ConfigError: naming `federation.worker_resources`, what one actor needs and what the nodes have.
+    """
+    need = {resource: float(actor_options[option]) for option, resource in _RESOURCE_OPTIONS.items()
+            if actor_options.get(option)}
+    need.update({name: float(amount) for name, amount in (actor_options.get("resources") or {}).items() if amount})
+    if not need:
+        return
+    capacity = sum(min(math.floor(float(node.get(resource, 0.0)) / amount + 1e-6) for resource, amount in need.items())
+                   for node in nodes)
+    if capacity >= num_actors:
+        return
+    shown = [{resource: float(node.get(resource, 0.0)) for resource in need} for node in nodes]
+    raise ConfigError("federation.worker_resources",
+                      f"{num_actors} client actors needing {need} each can never all run: the cluster's nodes "
+                      f"{shown} hold {capacity} of them at once. Lower federation.num_actors or the actors' "
+                      f"num_cpus / num_gpus, or add nodes")
 
 
 def _node_of(_instance: object) -> str:

@@ -7,10 +7,16 @@ cache) and scores, trains or evaluates. Replies carry `seconds`: the worker's co
 broadcast is in hand. It keeps no per-client state between rounds:
 that lives with the coordinator, which is what lets a few actors serve many clients. The same class
 runs in-process (`LocalPool`) and as a Ray actor (`RayPool`).
+
+Device: `f3ocus.utils.device.pick_device` with `federation.worker_resources.num_gpus` (a GPU actor runs on
+the first GPU Ray assigned it; without CUDA it falls back to the CPU with a warning line), logged once at
+start and returned by `device_info()`. Encoded shards stay on the CPU; each batch moves to the device.
+`federation.precision` "bf16" runs scoring, training and evaluation under bfloat16 autocast.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,7 +29,10 @@ from f3ocus import IMPORTED_AT
 from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated.messages import (UPLOAD_DTYPES, ClientUpdate, EvalReport, EvalTask, GlobalState, ModelInfo,
                                        ScoreReport, ScoreTask, SharedState, TrainTask, cast_floating)
+from f3ocus.utils.device import autocast, pick_device, to_device
 from f3ocus.utils.seeding import torch_generator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,8 +60,9 @@ class ClientWorker:
         torch.set_num_threads(max(1, spec.num_threads))
         cfg = spec.config
         self._cfg = cfg
-        self._device = torch.device("cuda" if torch.cuda.is_available() and cfg.federation.worker_resources.num_gpus > 0
-                                    else "cpu")
+        self._device_choice = pick_device(cfg.federation.worker_resources.num_gpus, logger=log)
+        self._device = self._device_choice.device
+        self._precision = cfg.federation.precision
         self._store = FederatedStore.load(Path(spec.store_dir))
         opened = time.perf_counter()
         self._model = build_vqa_model(
@@ -83,6 +93,10 @@ class ClientWorker:
             task_heads={kind: tuple(self._model.task_head_names(kind)) for kind in self._model.task_kinds},
         )
 
+    def device_info(self) -> dict[str, object]:
+        """The worker's device and what it was picked from (`DeviceChoice.as_dict`), + the precision."""
+        return {**self._device_choice.as_dict(), "precision": self._precision}
+
     def score(self, state: GlobalState | SharedState, task: ScoreTask) -> ScoreReport:
         state = self._resolve(state)
         start = time.perf_counter()  # `seconds` in replies: the worker's compute, not the transfer
@@ -91,8 +105,9 @@ class ClientWorker:
         generator = torch_generator(task.seed)
         count = min(self._cfg.selection.score_batch_size, len(shard.labels))
         rows = torch.randperm(len(shard.labels), generator=generator)[:count]
-        inputs = {k: v[rows].to(self._device) for k, v in shard.tensors.items()}
-        scores = self._scorer.score(self._model, inputs, shard.labels[rows].to(self._device))
+        inputs = to_device({key: value[rows] for key, value in shard.tensors.items()}, self._device)
+        with autocast(self._device, self._precision):  # scorers keep their Grams in float32 (full_precision)
+            scores = self._scorer.score(self._model, inputs, shard.labels[rows].to(self._device))
         return ScoreReport(task.client, np.asarray(scores, dtype=np.float64), time.perf_counter() - start)
 
     def train(self, state: GlobalState | SharedState, task: TrainTask) -> ClientUpdate:
@@ -107,7 +122,8 @@ class ClientWorker:
         self._model.set_trainable(list(task.mask), train_head=fed.train_head, task_kind=shard.kind)
         self._loaded_version = None  # training moves the weights away from the broadcast
         loss = train_epochs(self._model, shard, epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
-                            weight_decay=fed.weight_decay, generator=torch_generator(task.seed))
+                            weight_decay=fed.weight_decay, generator=torch_generator(task.seed),
+                            precision=self._precision)
         selected = [unit for unit, chosen in zip(self._model.units, task.mask) if chosen]
         # Sent in `federation.upload_dtype` (float16/bfloat16 halve the upload); the coordinator casts back.
         trained = self._model.trainable_state(selected, include_head=fed.train_head, task_kind=shard.kind)
@@ -121,7 +137,8 @@ class ClientWorker:
         start = time.perf_counter()
         self._load(state)
         shard = self._shard(task.client, self._cfg.data.eval_split)  # test, or val while choosing a schedule
-        result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size)
+        result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size,
+                          precision=self._precision)
         return EvalReport(task.client, float(result.accuracy), float(result.loss), int(result.n),
                           time.perf_counter() - start, kind=result.kind, f1=result.f1, f1_macro=result.f1_macro)
 
@@ -178,13 +195,13 @@ class ClientWorker:
         self._loaded_version = None  # the counted step moves the weights
         with FlopCounterMode(display=False) as counter:
             train_epochs(self._model, batch, epochs=1, batch_size=len(rows), lr=fed.lr,
-                         weight_decay=fed.weight_decay, generator=torch_generator(0))
+                         weight_decay=fed.weight_decay, generator=torch_generator(0), precision=self._precision)
         flops = {"train": counter.get_total_flops() / len(rows) * len(shard.labels) * fed.local_epochs, "score": 0.0}
         if score:
             self._load(state)
             count = min(self._cfg.selection.score_batch_size, len(shard.labels))
-            inputs = {k: v[:count].to(self._device) for k, v in shard.tensors.items()}
-            with FlopCounterMode(display=False) as counter:
+            inputs = to_device({key: value[:count] for key, value in shard.tensors.items()}, self._device)
+            with FlopCounterMode(display=False) as counter, autocast(self._device, self._precision):
                 self._scorer.score(self._model, inputs, shard.labels[:count].to(self._device))
             flops["score"] = float(counter.get_total_flops())
         return flops

@@ -51,7 +51,8 @@ def top_eigenvalue_gram(gram: torch.Tensor) -> float:
 
 
 def top_eigenvalue_lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *,
-                           generator: torch.Generator, tol: float = 1e-4, max_iter: int = 40) -> float:
+                           generator: torch.Generator, tol: float = 1e-4, max_iter: int = 40,
+                           device: torch.device | str = "cpu") -> float:
     """λ₁ of a symmetric PSD operator given only its mat-vec (Lanczos, full re-orthogonalisation).
 
     Stops when the top Ritz value moves by less than `tol` (relative) between two iterations, when
@@ -61,14 +62,15 @@ def top_eigenvalue_lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: 
     Args:
         matvec: x (dim,) float64 -> A x (dim,) float64.
         dim: size of the space A acts on.
-        generator: draws the start vector (determinism).
+        generator: draws the start vector (a CPU generator: the same start on every device).
         tol: relative change of the top Ritz value that counts as converged.
         max_iter: most mat-vecs.
+        device: where the Krylov basis lives (the mat-vec's device).
 
     Returns:
         The top Ritz value (≥ 0), a lower bound on λ₁ that is tight at convergence.
     """
-    vector = torch.randn(dim, generator=generator, dtype=torch.float64)  # (dim,)
+    vector = torch.randn(dim, generator=generator, dtype=torch.float64).to(device)  # (dim,)
     vector /= vector.norm()
     basis: list[torch.Tensor] = [vector]
     alphas: list[float] = []

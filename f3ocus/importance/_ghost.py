@@ -50,6 +50,7 @@ from torch.func import functional_call, grad, vmap
 
 from f3ocus.importance._jacobian import jacobian_rows
 from f3ocus.models.losses import per_sample_loss
+from f3ocus.utils.device import full_precision
 
 FLOAT_BYTES = 4
 # Per-layer choice: ghost when its flops < _GHOST_DISCOUNT × materialise flops. The ghost products are two
@@ -145,9 +146,10 @@ def unit_grams(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.
         fallback_names = [name for name in wanted if name in fallback]
         if fallback_names:
             rows = jacobian_rows(model, inputs, labels, "grad", fallback_names, samples_per_pass)
-            for name in fallback_names:
-                block = rows.pop(name).to(torch.float64)  # (n, p_t)
-                per_name[name] = block @ block.T
+            with full_precision(labels.device):
+                for name in fallback_names:
+                    block = rows.pop(name).to(torch.float64)  # (n, p_t)
+                    per_name[name] = block @ block.T
     finally:
         for name, param in params.items():
             param.requires_grad_(flags[name])
@@ -169,6 +171,10 @@ def _hooked_grams(modules: dict[str, nn.Module], hooked: dict[str, list[str]], c
     Returns:
         ({parameter name: Gram}, Linear weights done by ghost, modules used with flattened rows). A module
         whose output is not a function of its input alone sends its tensors to `fallback` instead.
+
+    The Gram products run with autocast off (`full_precision`): under `federation.precision: bf16` the
+    recorded activations and gradients are widened to float32 (`_wide`) and multiplied in float32, never
+    in bfloat16. The replay check runs under the caller's autocast, as the recorded forward did.
     """
     per_name: dict[str, torch.Tensor] = {}  # parameter name -> (n, n) float64
     ghost: list[str] = []
@@ -176,12 +182,16 @@ def _hooked_grams(modules: dict[str, nn.Module], hooked: dict[str, list[str]], c
         module = modules[path]
         pairs = [(call.input, out_grads[id(call)]) for call in calls[path]]
         attributes = {owner[name][2]: name for name in names}
+        device = calls[path][0].output.device if calls[path] else torch.device("cpu")
         if _is_plain(module, nn.Linear):
-            per_name.update(_linear_grams(pairs, attributes, n, max_block_bytes, ghost))
+            with full_precision(device):
+                per_name.update(_linear_grams(pairs, attributes, n, max_block_bytes, ghost))
         elif _is_plain(module, nn.LayerNorm):
-            per_name.update(_layer_norm_grams(module, pairs, attributes, n))
+            with full_precision(device):
+                per_name.update(_layer_norm_grams(module, pairs, attributes, n))
         elif _replays(module, calls[path]):
-            per_name.update(_local_grams(module, pairs, attributes, n))
+            with full_precision(device):
+                per_name.update(_local_grams(module, pairs, attributes, n))
         else:  # its output is not a function of its input alone (state, randomness)
             fallback.update(names)
     flat = [path for path in hooked if any(call.rows > 1 for call in calls[path]) and path not in fallback]
@@ -205,7 +215,7 @@ def _recorded_forward(model: nn.Module, inputs: dict[str, torch.Tensor], labels:
                for path, module in modules.items()]
     try:
         with torch.enable_grad():
-            logits = model(**inputs)  # (n, k)
+            logits = model(**inputs).float()  # (n, k); float32 also under bf16 autocast
             losses = per_sample_loss(logits, labels)  # (n,): CE, or BCE summed over classes for (n, C) labels
     finally:
         for handle in handles:
@@ -397,6 +407,7 @@ def _local_grams(module: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor
     primals = {attribute: getattr(module, attribute).detach() for attribute in attributes}
     totals: dict[str, torch.Tensor] = {}
     for x, out_grad in pairs:
+        x, out_grad = _wide(x), _wide(out_grad)  # the module reruns in float32 (primals are the float32 weights)
         for attribute, value in _per_sample_module_grads(module, primals, x, out_grad).items():
             flat = value.reshape(n, -1)
             totals[attribute] = flat if attribute not in totals else totals[attribute] + flat

@@ -42,7 +42,7 @@ def kernel_outputs(model: nn.Module, tensors: dict[str, torch.Tensor], inputs: d
     Returns:
         (b·k,) flattened logits (row-major: sample, then answer) or (b,) per-sample losses.
     """
-    logits = functional_call(model, tensors, args=(), kwargs=inputs)  # (b, k)
+    logits = functional_call(model, tensors, args=(), kwargs=inputs).float()  # (b, k); float32 under autocast too
     if kernel == "logit":
         return logits.reshape(-1)
     return per_sample_loss(logits, labels)
@@ -121,7 +121,8 @@ def kernel_matvec(model: nn.Module, inputs: dict[str, torch.Tensor], labels: tor
         names: the unit's parameter names.
 
     Returns:
-        (matvec, dim): matvec maps (dim,) float64 -> (dim,) float64; it is x -> J(Jᵀx) when
+        (matvec, dim): matvec maps (dim,) float64 -> (dim,) float64 on the model's device (any input device
+        is accepted); it is x -> J(Jᵀx) when
         m ≤ p (dim = m), else x -> Jᵀ(Jx) (dim = p). Both share λ₁ = σ_max(J)².
     """
     own = dict(model.named_parameters())
@@ -137,12 +138,12 @@ def kernel_matvec(model: nn.Module, inputs: dict[str, torch.Tensor], labels: tor
 
     @torch.no_grad()
     def pull(vector: torch.Tensor) -> torch.Tensor:  # (m,) -> (p,) = Jᵀu
-        (grads,) = pullback_fn(vector.to(values.dtype))
+        (grads,) = pullback_fn(vector.to(values.device, values.dtype))
         return torch.cat([grads[name].reshape(-1) for name in names]).to(torch.float64)
 
     @torch.no_grad()
     def push(vector: torch.Tensor) -> torch.Tensor:  # (p,) -> (m,) = Jv
-        pieces = vector.to(values.dtype).split(sizes)
+        pieces = vector.to(values.device, values.dtype).split(sizes)
         tangents = {name: piece.reshape(shape) for name, piece, shape in zip(names, pieces, shapes)}
         return jvp(outputs, (primals,), (tangents,))[1].to(torch.float64)
 

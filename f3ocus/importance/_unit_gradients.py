@@ -38,7 +38,7 @@ def unit_loss(model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.T
     Returns:
         Scalar or (B,) loss, in the graph of whatever in `model` requires grad.
     """
-    logits = model(**inputs)  # (B, C)
+    logits = model(**inputs).float()  # (B, C); float32 also under bf16 autocast
     if reduction == "none":
         return per_sample_loss(logits, labels)
     if labels.dim() == 1 and not bool((labels != IGNORE).any()):

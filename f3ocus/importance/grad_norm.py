@@ -41,7 +41,7 @@ class GradNormScorer:
             for unit in model.units:
                 for name in unit_names[unit]:
                     params[name].requires_grad_(True)
-            logits = model(**inputs)  # (B, A), or (B, C) multi-label logits
+            logits = model(**inputs).float()  # (B, A), or (B, C) multi-label logits; float32 under autocast too
             loss = mean_loss(logits, labels)
             grads = dict(zip(
                 [n for u in model.units for n in unit_names[u]],

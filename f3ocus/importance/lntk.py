@@ -32,6 +32,11 @@ do not fit `max_jacobian_bytes` (k in the thousands): exact then raises MemoryEr
 # DEVIATION: the paper's Θ^l is on the outputs f; the default kernel is the per-sample loss-gradient
 # Gram (METHOD.md §2 leaves it open), chosen for speed; `lntk_exact_logit` is the literal variant.
 # `lntk_exact_grad` (the default before the ghost solver) gives the same values, slower.
+Devices and precision: every tensor is made on the model's device (the Lanczos start vector is drawn
+from a CPU generator, then moved, so it is the same on every device). Under `federation.precision: bf16`
+the model's forward and backward run under bfloat16 autocast (the caller's), but the outputs y are taken
+in float32, J rows are float32 (gradients w.r.t. the float32 weights) and every Gram, Gram product and
+eigenvalue is formed with autocast off (`f3ocus.utils.device.full_precision`) in float32 / float64.
 # DEVIATION: f = the closed-set answer-head logits (the paper's VLMs generate text; its f is unspecified);
 # for a multi-label client's batch, the 15 multi-label logits (and ℓ_i = BCE summed over the classes).
 """
@@ -48,6 +53,7 @@ from f3ocus.importance._eigen import top_eigenvalue_exact, top_eigenvalue_gram, 
 from f3ocus.importance._ghost import unit_grams
 from f3ocus.importance._jacobian import KERNELS, Kernel, jacobian_rows, kernel_matvec, output_count
 from f3ocus.importance.base import normalise, preserved_state
+from f3ocus.utils.device import full_precision, model_device
 
 Solver = Literal["exact", "matfree", "ghost"]
 SOLVERS: tuple[str, ...] = ("exact", "matfree", "ghost")
@@ -145,9 +151,11 @@ class LntkScorer:
         Returns:
             (len(units),) float64, ≥ 0; the generator of unit l is seeded from its index in `model.units`.
         """
-        return np.asarray([top_eigenvalue_gram(gram) for gram in self.grams(model, inputs, labels, units)]
-                          if self.solver == "ghost" else self._eigenvalues(model, inputs, labels, units),
-                          dtype=np.float64)
+        if self.solver == "ghost":
+            grams = self.grams(model, inputs, labels, units)  # float64, on the CPU
+            with full_precision(torch.device("cpu")):
+                return np.asarray([top_eigenvalue_gram(gram) for gram in grams], dtype=np.float64)
+        return np.asarray(self._eigenvalues(model, inputs, labels, units), dtype=np.float64)
 
     def grams(self, model: nn.Module, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
               units: Sequence[str] | None = None) -> list[torch.Tensor]:
@@ -207,8 +215,9 @@ def _exact_eigenvalues(model: nn.Module, inputs: dict[str, torch.Tensor], labels
     values: list[float] = []
     for group in _budget_groups(unit_bytes, budget, units):
         group_names = [name for index in group for name in names[index]]
-        rows = jacobian_rows(model, inputs, labels, kernel, group_names, samples_per_pass)
-        values.extend(top_eigenvalue_exact([rows.pop(name) for name in names[index]]) for index in group)
+        rows = jacobian_rows(model, inputs, labels, kernel, group_names, samples_per_pass)  # float32 rows
+        with full_precision(next(iter(rows.values())).device if rows else torch.device("cpu")):
+            values.extend(top_eigenvalue_exact([rows.pop(name) for name in names[index]]) for index in group)
     return values
 
 
@@ -238,4 +247,5 @@ def _matfree_eigenvalue(model: nn.Module, inputs: dict[str, torch.Tensor], label
     if not names:
         return 0.0
     matvec, dim = kernel_matvec(model, inputs, labels, kernel, names)
-    return top_eigenvalue_lanczos(matvec, dim, generator=generator, tol=tol, max_iter=max_iter)
+    return top_eigenvalue_lanczos(matvec, dim, generator=generator, tol=tol, max_iter=max_iter,
+                                  device=model_device(model))

@@ -65,8 +65,9 @@ class SptScorer:
 
     def counts(self, grads: dict[str, list[torch.Tensor]]) -> np.ndarray:
         """raw_u (count + tie term) from the unit gradients {unit: [g per tensor]}. Returns (L,) float64."""
+        device = next((grad.device for unit_grads in grads.values() for grad in unit_grads), torch.device("cpu"))
         parts = [torch.cat([grad.detach().double().pow(2).reshape(-1) for grad in unit_grads])
-                 if unit_grads else torch.zeros(0, dtype=torch.float64) for unit_grads in grads.values()]
+                 if unit_grads else torch.zeros(0, dtype=torch.float64, device=device) for unit_grads in grads.values()]
         sensitivity = torch.cat(parts)  # (P,)
         if sensitivity.numel() == 0:
             return np.zeros(len(parts))

@@ -4,6 +4,10 @@ It owns `EncodedShard` (a client's examples, encoded once by the processor and k
 `encode_examples`, `train_epochs` (AdamW over whatever currently has `requires_grad`, i.e. the
 round's selected units) and `evaluate` (closed-set accuracy and loss). Both leave `requires_grad`
 and train/eval mode as they found them; randomness comes only from the caller's `torch.Generator`.
+Shards stay on the CPU; each batch is moved to the model's device (`f3ocus.utils.device.model_device`),
+and shuffling draws from the caller's CPU generator, so the batch order is the same on every device.
+`precision` "bf16" runs forward and backward under bfloat16 autocast (`f3ocus.utils.device.autocast`);
+weights and AdamW state stay float32; `evaluate` returns float32 logits-derived numbers either way.
 
 A shard holds one task kind. Multi-label rows (`question_type == "multilabel"`, `f3ocus.data.multilabel`)
 are encoded with (n, C) float multi-hot labels over `model.findings` and the `MULTILABEL_INPUT` marker
@@ -25,6 +29,7 @@ from f3ocus.data.multilabel import f1_scores, is_multilabel, multi_hot, subset_a
 from f3ocus.models._rng import draw_seed, isolated_rng
 from f3ocus.models.losses import balanced_pos_weight, is_multilabel_target, mean_loss
 from f3ocus.models.vqa_model import MULTILABEL_INPUT, TASK_MULTILABEL, TASK_VQA, VqaModel
+from f3ocus.utils.device import autocast, model_device, to_device
 
 IGNORE = -1
 # Sequence-shaped processor outputs and the value that pads them (input_ids uses the pad token id).
@@ -50,9 +55,11 @@ class EncodedShard:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Inputs of the given rows (long (b,)), with all-padding sequence columns trimmed."""
-        return _trim_padding({key: value[rows] for key, value in self.tensors.items()})
+    def batch(self, rows: torch.Tensor, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """Inputs of the given rows (long (b,), on the shard's device), with all-padding sequence columns
+        trimmed, moved to `device` (None: where the shard is)."""
+        batch = _trim_padding({key: value[rows] for key, value in self.tensors.items()})
+        return batch if device is None else to_device(batch, device)
 
     def subset(self, rows: torch.Tensor) -> "EncodedShard":
         """The shard of the given rows (long (b,)) only, same kind."""
@@ -129,7 +136,7 @@ def _shard_kind(question_types: Sequence[str] | None, n: int) -> str:
 
 
 def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_size: int, lr: float,
-                 weight_decay: float = 0.0, generator: torch.Generator) -> float:
+                 weight_decay: float = 0.0, generator: torch.Generator, precision: str = "fp32") -> float:
     """Train the parameters that have `requires_grad` with AdamW and cross-entropy (for a multi-label shard:
     BCE with the client's class-balanced `pos_weight`, `f3ocus.models.losses.balanced_pos_weight`).
 
@@ -140,7 +147,9 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
         batch_size: rows per step.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
-        generator: shuffling and in-model randomness (dropout) derive from it only.
+        generator: shuffling and in-model randomness (dropout) derive from it only (a CPU generator; the
+            device's dropout stream is seeded from it too).
+        precision: "fp32", or "bf16" for bfloat16 autocast of forward and backward.
 
     Returns:
         Mean training loss over all labelled rows seen (nan if none).
@@ -148,49 +157,58 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
     params = [param for param in model.parameters() if param.requires_grad]
     if not params:
         raise ValueError("train_epochs: no parameter requires grad (call set_trainable first)")
+    device = model_device(model)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     was_training = model.training
-    total, count = 0.0, 0
-    pos_weight = balanced_pos_weight(shard.labels) if is_multilabel_target(shard.labels) else None
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0  # summed on the device: no sync per step
+    pos_weight = (balanced_pos_weight(shard.labels).to(device) if is_multilabel_target(shard.labels) else None)
     model.train()
     try:
         with isolated_rng(draw_seed(generator)):
             for _ in range(epochs):
                 for rows in torch.randperm(len(shard), generator=generator).split(batch_size):
-                    loss, labelled = _step(model, shard, rows, optimizer, pos_weight)
-                    total, count = total + loss * labelled, count + labelled
+                    loss, labelled = _step(model, shard, rows, optimizer, pos_weight, device, precision)
+                    if labelled:
+                        total, count = total + loss.double() * labelled, count + labelled
     finally:
         optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
-    return total / count if count else float("nan")
+    return float(total) / count if count else float("nan")
 
 
 def _step(model: VqaModel, shard: EncodedShard, rows: torch.Tensor, optimizer: torch.optim.Optimizer,
-          pos_weight: torch.Tensor | None = None) -> tuple[float, int]:
-    """One optimiser step on `rows`; returns (mean loss, number of labelled rows)."""
-    labels = shard.labels[rows]  # (b,) or (b, C)
+          pos_weight: torch.Tensor | None, device: torch.device, precision: str) -> tuple[torch.Tensor | None, int]:
+    """One optimiser step on `rows`; returns (mean loss as a 0-dim tensor on `device`, number of labelled rows)."""
+    labels = shard.labels[rows]  # (b,) or (b, C), on the CPU: the count needs no device sync
     labelled = int(labels.shape[0]) if is_multilabel_target(labels) else int((labels != IGNORE).sum())
     if labelled == 0:
-        return 0.0, 0
+        return None, 0
     optimizer.zero_grad(set_to_none=True)
-    loss = mean_loss(model(**shard.batch(rows)), labels, pos_weight)
+    with autocast(device, precision):
+        logits = model(**shard.batch(rows, device))
+    loss = mean_loss(logits.float(), labels.to(device, non_blocking=True), pos_weight)
     loss.backward()
     optimizer.step()
-    return float(loss.detach()), labelled
+    return loss.detach(), labelled
 
 
 @torch.no_grad()
-def evaluate(model: VqaModel, shard: EncodedShard, batch_size: int = 128) -> EvalResult:
+def evaluate(model: VqaModel, shard: EncodedShard, batch_size: int = 128, precision: str = "fp32") -> EvalResult:
     """Closed-set accuracy and loss of `model` on `shard` (eval mode, no grad); F1 for a multi-label shard.
+
+    Batches run on the model's device (under bf16 autocast for `precision` "bf16"); the logits come back
+    to the CPU in float32 and every metric is computed there.
 
     Returns:
         `EvalResult`; rows labelled -1 count as wrong and are excluded from the loss.
     """
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:
-        logits = torch.cat([model(**shard.batch(rows))
-                            for rows in torch.arange(len(shard)).split(batch_size)])  # (n, A)
+        with autocast(device, precision):
+            logits = torch.cat([model(**shard.batch(rows, device)).float()
+                                for rows in torch.arange(len(shard)).split(batch_size)]).cpu()  # (n, A)
     finally:
         model.train(was_training)
     if shard.kind == TASK_MULTILABEL:
