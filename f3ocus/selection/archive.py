@@ -19,7 +19,7 @@ from f3ocus.selection.problem import SelectionProblem
 
 @dataclass(frozen=True)
 class SolverSettings:
-    """Budget shared by all solvers (the flow solver reads only `archive_size`, as its point cap).
+    """Budget shared by the heuristics (`flow` and `exact` read none of it: they return their whole front).
 
     Attributes:
         pop_size: individuals / ants / bees / chains / particles per iteration.
@@ -48,7 +48,7 @@ class Front:
     Attributes:
         X: (K, N·L) bool, sorted by F[:, 0] (most important first).
         F: (K, 2) float, (−importance, variance).
-        n_evals: objective evaluations spent (for the flow solver: optimisation calls).
+        n_evals: objective evaluations spent (for `flow`: weighted solves; for `exact`: weighted solves + MILPs).
     """
 
     X: np.ndarray

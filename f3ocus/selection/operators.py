@@ -1,8 +1,9 @@
 """Budget-preserving variation operators shared by every F3OCUS solver: sampling, repair, crossover, mutation.
 
 All of them keep every client block of a decision vector at exactly b_i ones, so solvers never see an
-infeasible mask. Each exists as a pure function on arrays (used by the numpy solvers) and as a thin pymoo
-operator (used by NSGA-II). Randomness comes only from the passed `np.random.Generator` (pymoo 0.6.2
+infeasible mask. Each exists as a pure function on arrays (used by the numpy solvers); repair, crossover and
+mutation also as thin pymoo operators (used by NSGA-II, whose first population is an array from
+`solvers.local_search.seeded_start`). Randomness comes only from the passed `np.random.Generator` (pymoo 0.6.2
 hands its `random_state` Generator to operators, so `minimize(..., seed=)` stays reproducible).
 """
 
@@ -12,7 +13,6 @@ import numpy as np
 from pymoo.core.crossover import Crossover
 from pymoo.core.mutation import Mutation
 from pymoo.core.repair import Repair
-from pymoo.core.sampling import Sampling
 
 from f3ocus.selection.problem import SelectionProblem
 
@@ -133,13 +133,6 @@ def set_crossover(A: np.ndarray, B: np.ndarray, problem: SelectionProblem, rng: 
     shape = (P, problem.num_clients, problem.num_units)
     keys = A.reshape(shape).astype(float) + B.reshape(shape) + rng.random(shape)  # (P, N, L) both > one > none
     return top_b(keys, problem.budgets).reshape(P, problem.n_var)
-
-
-class BudgetSampling(Sampling):
-    """pymoo wrapper of `sample` (replaces BinaryRandomSampling, whose masks would ignore budgets)."""
-
-    def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
-        return sample(n_samples, problem.selection, random_state)
 
 
 class BudgetRepair(Repair):

@@ -31,8 +31,12 @@ point better than another found at a lower level by less than ~1e-7 of the top s
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import sys
 import time
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
@@ -146,8 +150,9 @@ class _EpsilonModel:
             return None
         constraints = [self.flow, LinearConstraint(csr_array(self.square_row[None]), -np.inf, level + 0.5),
                        LinearConstraint(csr_array(self.gain_row[None]), cut, np.inf)]
-        result = milp(-self.gain_row, constraints=constraints, integrality=self.integrality, bounds=bounds,
-                      options=options)
+        with _quiet_stdout():
+            result = milp(-self.gain_row, constraints=constraints, integrality=self.integrality, bounds=bounds,
+                          options=options)
         if result.status == 1:  # time or node limit
             raise TimeoutError("exact solver: time limit reached")
         if result.x is None:  # infeasible: nothing in the gap at or below this level
@@ -179,6 +184,33 @@ class _EpsilonModel:
         upper = np.where(lp.lower.marginals > margin, 0.0, 1.0)  # raising it from 0 would fall below the cut
         lower = np.where(-lp.upper.marginals > margin, 1.0, 0.0)  # lowering it from 1 likewise
         return Bounds(lower, np.maximum(upper, lower))
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Send file descriptor 1 to /dev/null: HiGHS 1.x (scipy 1.17) prints a debug line
+    ("HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();") straight to the C stdout when
+    it repairs a postsolved solution, which would corrupt `f3ocus solve`'s JSON on stdout. C stdio buffers that
+    line when stdout is a pipe or file, so the C streams are flushed (into /dev/null) before fd 1 is restored.
+    Anything another thread writes to stdout during a MILP is discarded too (the coordinator logs to stderr)."""
+    fd = 1  # the C library's stdout, whatever Python's sys.stdout is now
+    sys.stdout.flush()
+    _flush_c_streams()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        _flush_c_streams()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _flush_c_streams() -> None:
+    """fflush(NULL): write out every C stdio buffer now."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)
+
 
 def _transport(problem: SelectionProblem, counts: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The most important (N, L) bool mask with row sums b and column sums `counts`, from the MILP's x.

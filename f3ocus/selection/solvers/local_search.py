@@ -107,6 +107,7 @@ def _promising_moves(archive: Archive, problem: SelectionProblem, rows: np.ndarr
     levels = square_sum(archive.X, L)  # (K,)
     order = np.argsort(levels, kind="stable")  # (K,)
     attained = np.maximum.accumulate(-archive.F[order, 0])  # (K,) best importance at Σn² <= levels[order]
+    tolerance = 1e-12 * max(1.0, float(np.abs(attained).max(initial=0.0)))  # ties in importance are not better
     chunk = max(1, _CHUNK_ELEMENTS // (N * L * L))
     found = []
     for start in range(0, len(rows), chunk):
@@ -117,7 +118,7 @@ def _promising_moves(archive: Archive, problem: SelectionProblem, rows: np.ndarr
         new_level = levels[rows[start + member]] + square  # (C,)
         slot = np.searchsorted(levels[order], new_level, side="right") - 1  # (C,) last archive level <= new
         beaten = np.where(slot >= 0, attained[np.maximum(slot, 0)], -np.inf)  # (C,)
-        keep = new_gain > beaten + 1e-12 * max(1.0, float(np.abs(beaten[np.isfinite(beaten)]).max(initial=1.0)))
+        keep = new_gain > beaten + tolerance  # (C,) not dominated by (nor equal to) an archive point
         moved = masks[member[keep]].copy()  # (C', N, L)
         idx = np.arange(len(moved))
         moved[idx, who[keep, 1], a[keep]] = False
