@@ -38,9 +38,10 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
 if [ "${1:-}" = "--cpu" ]; then
     MODE=cpu
+    LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-8}  # the step limits are sized for a GPU machine
     export F3OCUS_CUDA_TESTS_ON_CPU=1  # the cuda-marked tests run their code on the CPU
-    GPUS=0; DEVICE=cpu
-    LNTK_ARGS=(--families llava); SCALE_ARGS=(--geometry small --samples 16 --score-batch 8 --batch-size 8)
+    GPUS=1; DEVICE=cpu  # the "device" runs ask for a GPU and fall back to the CPU, saying so
+    LNTK_ARGS=(--families llava --samples 4); SCALE_ARGS=(--geometry small --samples 16 --score-batch 8 --batch-size 8)
     TEST_ARGS=(-k "not vilt and not blip and not matfree")  # llava only, no Lanczos (slow on the CPU)
     QUICKSTART_ARGS=(--set federation.rounds=2)  # a rehearsal: the same code path, 2 rounds
 else
@@ -50,6 +51,7 @@ else
         exit 2
     fi
     GPUS=1; DEVICE=cuda
+    LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-1}
     LNTK_ARGS=(); SCALE_ARGS=(); TEST_ARGS=(); QUICKSTART_ARGS=()
 fi
 
@@ -57,7 +59,7 @@ declare -a SUMMARY=()
 FAILED=0
 export PY OUT_DIR DEVICE GPUS QUICKSTART_SETTINGS="${QUICKSTART_ARGS[*]}"
 step() {  # step NAME LIMIT_S COMMAND...: run (a command or an exported function) under a time limit, record the verdict
-    local name=$1 limit=$2
+    local name=$1 limit=$(($2 * LIMIT_SCALE))
     shift 2
     echo
     echo "=== $name (limit ${limit} s) === $(date -u +%H:%M:%S)"
@@ -71,11 +73,11 @@ step() {  # step NAME LIMIT_S COMMAND...: run (a command or an exported function
 }
 
 quickstart() {  # quickstart LABEL SETTINGS...: one quickstart run (local engine, no tracking) into $OUT_DIR
-    "$PY" -m f3ocus.cli run configs/experiments/quickstart.yaml --set federation.engine=local \
+    "$PY" bench/gpu_check.py run configs/experiments/quickstart.yaml --set federation.engine=local \
         --set tracking.mlflow=false --set "tracking.output_dir=$OUT_DIR/quickstart-$1" \
         --output-json "$OUT_DIR/quickstart-$1.json" $QUICKSTART_SETTINGS "${@:2}" > "$OUT_DIR/quickstart-$1.log" 2>&1
     local rc=$?
-    tail -n 3 "$OUT_DIR/quickstart-$1.log" | sed "s/^/  [$1] /"
+    { grep "^worker:" "$OUT_DIR/quickstart-$1.log" | head -n 1; tail -n 3 "$OUT_DIR/quickstart-$1.log"; } | sed "s/^/  [$1] /"
     return $rc
 }
 device_quickstarts() {  # fp32 and bf16 on the device, then the comparison with the CPU run started earlier
