@@ -15,11 +15,12 @@
 #                  scorer on the GPU as on the CPU, LNTK solvers vs their dense references, bf16 autocast
 #   3. quickstart  configs/experiments/quickstart.yaml on the local engine: CPU (started first, in the
 #                  background), CUDA fp32, CUDA bf16; final mean accuracy compared (|CUDA - CPU| <= 0.1)
-#   4. lntk        LNTK solvers vs dense references on the GPU, 16 samples, every tiny family, with timings
+#   4. lntk        LNTK solvers vs dense references on the GPU, 16 samples, tiny LLaVA and BLIP-2, with timings
 #   5. scale       one client round (LNTK scores + one local epoch on 64 samples, LoRA units) on a randomly
 #                  initialised LLaVA-1.5-7B geometry: seconds and peak GPU memory, bf16 and fp32
 # Output: this log, and JSON summaries in $GPU_CHECK_OUT (default runs/gpu_check); with $GPU_CHECK_RESULTS
-# set, the summaries are also copied there. Exit status: the number of failed steps.
+# set, the summaries are also copied there. GPU_CHECK_STEPS="lntk scale" runs only the steps named.
+# Exit status: the number of failed steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,15 +53,17 @@ else
     fi
     GPUS=1; DEVICE=cuda
     LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-1}
-    LNTK_ARGS=(); SCALE_ARGS=(); TEST_ARGS=(); QUICKSTART_ARGS=()
+    LNTK_ARGS=(--families llava blip2); SCALE_ARGS=(); TEST_ARGS=(); QUICKSTART_ARGS=()
 fi
 
 declare -a SUMMARY=()
 FAILED=0
 export PY OUT_DIR DEVICE GPUS QUICKSTART_SETTINGS="${QUICKSTART_ARGS[*]}"
+STEPS=" ${GPU_CHECK_STEPS:-cuda-tests quickstart lntk scale} "  # a subset reruns only those steps
 step() {  # step NAME LIMIT_S COMMAND...: run (a command or an exported function) under a time limit, record the verdict
     local name=$1 limit=$(($2 * LIMIT_SCALE))
     shift 2
+    case "$STEPS" in *" $name "*) ;; *) return 0;; esac
     echo
     echo "=== $name (limit ${limit} s) === $(date -u +%H:%M:%S)"
     local start=$SECONDS
@@ -105,15 +108,18 @@ EOF
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
 
 # The CPU reference of the quickstart runs in the background from the start (4 threads), beside the GPU steps.
-(quickstart cpu --set federation.worker_resources.num_cpus=4; echo $? > "$OUT_DIR/quickstart-cpu.rc") &
-CPU_QUICKSTART=$!
+CPU_QUICKSTART=
+case "$STEPS" in *" quickstart "*)
+    (quickstart cpu --set federation.worker_resources.num_cpus=4; echo $? > "$OUT_DIR/quickstart-cpu.rc") &
+    CPU_QUICKSTART=$!;;
+esac
 
-step cuda-tests 150 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/unit/models/test_cuda_models.py \
+step cuda-tests 200 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/unit/models/test_cuda_models.py \
     tests/unit/importance/test_cuda_importance.py --junitxml "$OUT_DIR/cuda_tests.xml" "${TEST_ARGS[@]}"
-step quickstart 200 device_quickstarts
+step quickstart 150 device_quickstarts
 step lntk 120 "$PY" bench/gpu_check.py lntk --device "$DEVICE" "${LNTK_ARGS[@]}" --out "$OUT_DIR/lntk.json"
-step scale 200 "$PY" bench/gpu_check.py scale --device "$DEVICE" "${SCALE_ARGS[@]}" --out "$OUT_DIR/scale.json"
-pkill -P "$CPU_QUICKSTART" 2>/dev/null  # the CPU run, if a step before ran out of time
+step scale 180 "$PY" bench/gpu_check.py scale --device "$DEVICE" "${SCALE_ARGS[@]}" --out "$OUT_DIR/scale.json"
+[ -z "$CPU_QUICKSTART" ] || pkill -P "$CPU_QUICKSTART" 2>/dev/null  # the CPU run, if its step ran out of time
 
 echo
 echo "=== summary ($MODE) ==="
