@@ -15,9 +15,9 @@
 #                  scorer on the GPU as on the CPU, LNTK solvers vs their dense references, bf16 autocast
 #   3. quickstart  configs/experiments/quickstart.yaml on the local engine: CPU (started first, in the
 #                  background), CUDA fp32, CUDA bf16; final mean accuracy compared (|CUDA - CPU| <= 0.1)
-#   4. lntk        LNTK solvers vs dense references on the GPU, 16 samples, tiny LLaVA and BLIP-2, with timings
-#   5. scale       one client round (LNTK scores + one local epoch on 64 samples, LoRA units) on a randomly
+#   4. scale       one client round (LNTK scores + one local epoch on 64 samples, LoRA units) on a randomly
 #                  initialised LLaVA-1.5-7B geometry: seconds and peak GPU memory, bf16 and fp32
+#   5. lntk        LNTK solvers vs dense references on the GPU, 16 samples, tiny LLaVA and BLIP-2, with timings
 # Output: this log, and JSON summaries in $GPU_CHECK_OUT (default runs/gpu_check); with $GPU_CHECK_RESULTS
 # set, the summaries are also copied there. GPU_CHECK_STEPS="lntk scale" runs only the steps named.
 # Exit status: the number of failed steps.
@@ -29,6 +29,7 @@ OUT_DIR=$(mkdir -p "${GPU_CHECK_OUT:-runs/gpu_check}" && cd "${GPU_CHECK_OUT:-ru
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_USAGE_STATS_ENABLED=0
 export PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
 export F3OCUS_CACHE_DIR=${F3OCUS_CACHE_DIR:-$OUT_DIR/cache}
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}  # the 7B round's varying shapes
 
 if [ -n "${GPU_CHECK_WHEELS:-}" ] && compgen -G "$GPU_CHECK_WHEELS/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/f3ocus-site \
@@ -117,8 +118,8 @@ esac
 step cuda-tests 200 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/unit/models/test_cuda_models.py \
     tests/unit/importance/test_cuda_importance.py --junitxml "$OUT_DIR/cuda_tests.xml" "${TEST_ARGS[@]}"
 step quickstart 150 device_quickstarts
-step lntk 120 "$PY" bench/gpu_check.py lntk --device "$DEVICE" "${LNTK_ARGS[@]}" --out "$OUT_DIR/lntk.json"
 step scale 180 "$PY" bench/gpu_check.py scale --device "$DEVICE" "${SCALE_ARGS[@]}" --out "$OUT_DIR/scale.json"
+step lntk 120 "$PY" bench/gpu_check.py lntk --device "$DEVICE" "${LNTK_ARGS[@]}" --out "$OUT_DIR/lntk.json"
 [ -z "$CPU_QUICKSTART" ] || pkill -P "$CPU_QUICKSTART" 2>/dev/null  # the CPU run, if its step ran out of time
 
 echo
