@@ -4,6 +4,7 @@ one client round on a model of LLaVA-1.5-7B's geometry, and the quickstart compa
     python bench/gpu_check.py lntk [--device cuda] [--families llava vilt blip blip2] [--out FILE.json]
     python bench/gpu_check.py scale [--device cuda] [--precisions bf16 fp32] [--geometry small] [--out FILE.json]
     python bench/gpu_check.py compare CPU.json CUDA_FP32.json CUDA_BF16.json [--tolerance 0.1]
+    python bench/gpu_check.py run CONFIG [f3ocus run options]   # f3ocus run, printing each worker's device line
 
 `lntk`: per tiny preset and unit mode, on `--device`, 16 samples, 13 answers: λ₁ of every unit by the ghost,
 exact and matrix-free solvers against the dense references computed on the same device (grad kernel: one
@@ -137,7 +138,7 @@ def relative_error(values: np.ndarray, reference: np.ndarray) -> float:
     return float(np.max(np.abs(values - reference) / np.maximum(np.abs(reference), floor)))
 
 
-def lntk_rows(family: str, unit_mode: str, device: torch.device, matfree: bool) -> list[dict]:
+def lntk_rows(family: str, unit_mode: str, device: torch.device, matfree: bool, samples: int = 16) -> list[dict]:
     from f3ocus.importance.lntk import LntkScorer
     from f3ocus.models.registry import build_vqa_model
     from f3ocus.models.training import encode_examples, train_epochs
@@ -152,7 +153,7 @@ def lntk_rows(family: str, unit_mode: str, device: torch.device, matfree: bool) 
                     param.copy_(0.05 * torch.randn(param.shape, generator=generator))
     shard = encode_examples(model, *examples(400))
     model = model.to(device).eval()
-    batch, labels = to_device(shard.batch(torch.arange(16)), device), shard.labels[:16].to(device)
+    batch, labels = to_device(shard.batch(torch.arange(samples)), device), shard.labels[:samples].to(device)
     clone = copy.deepcopy(model)
     clone.set_trainable([True] * len(clone.units))
     train_epochs(clone, shard.subset(torch.arange(32)), epochs=1, batch_size=32, lr=1e-4,
@@ -184,13 +185,14 @@ def run_lntk(args: argparse.Namespace) -> dict:
     rows = []
     for family in args.families:
         for unit_mode in ("layer", "adapter"):
-            rows += lntk_rows(family, unit_mode, device, matfree=family == "llava" and unit_mode == "layer")
+            rows += lntk_rows(family, unit_mode, device, matfree=family == "llava" and unit_mode == "layer",
+                              samples=args.samples)
     worst = max(row["max_rel_err_vs_dense"] for row in rows if row["solver"] != "matfree")
     worst_matfree = max((row["max_rel_err_vs_dense"] for row in rows if row["solver"] == "matfree"), default=0.0)
     ok = worst <= args.tolerance and worst_matfree <= args.matfree_tolerance
     print(f"lntk on {device}: worst relative error vs dense, ghost/exact {worst:.2e} (<= {args.tolerance:g}), "
           f"matrix-free {worst_matfree:.2e} (<= {args.matfree_tolerance:g}): {'PASS' if ok else 'FAIL'}")
-    print("| family | mode | kernel | solver | score 16 s | epoch 400 s | score/epoch | rel err vs dense |")
+    print(f"| family | mode | kernel | solver | score {args.samples} s | epoch 400 s | score/epoch | rel err vs dense |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['family']} | {row['mode']} | {row['kernel']} | {row['solver']} | {row['score_s']:.3f} | "
@@ -335,25 +337,40 @@ def _gib(value: float | None) -> str:
 
 # --------------------------------------------------------------------------------------------- compare
 def run_compare(args: argparse.Namespace) -> dict:
-    results = {label: json.loads(Path(path).read_text()) for label, path in
-               zip(("cpu", "cuda_fp32", "cuda_bf16"), args.results)}
+    paths = [Path(path) for path in args.results]
+    labels = [path.stem.removeprefix("quickstart-") for path in paths]  # e.g. cpu, cuda-fp32, cuda-bf16
+    results = {label: json.loads(path.read_text()) for label, path in zip(labels, paths)}
     final = {label: float(result["final"]["accuracy"]) for label, result in results.items()}
     curves = {label: [round(float(record["accuracy"]), 3) for record in result["history"]]
               for label, result in results.items()}
     seconds = {label: round(float(result["seconds"]), 1) for label, result in results.items()}
-    ok = all(abs(final[label] - final["cpu"]) <= args.tolerance for label in ("cuda_fp32", "cuda_bf16"))
-    for label in final:
+    reference, *others = labels
+    ok = all(abs(final[label] - final[reference]) <= args.tolerance for label in others)
+    for label in labels:
         print(f"quickstart {label:9s}: final mean accuracy {final[label]:.3f} in {seconds[label]} s; per round {curves[label]}")
-    print(f"quickstart: CUDA fp32 and bf16 within {args.tolerance} of the CPU run: {'PASS' if ok else 'FAIL'}")
+    print(f"quickstart: {' and '.join(others)} within {args.tolerance} of {reference}: {'PASS' if ok else 'FAIL'}")
     return {"final_accuracy": final, "per_round": curves, "seconds": seconds, "pass": ok}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # `f3ocus run ...`, with the workers' device line shown (INFO of f3ocus.federated.worker)
+        import logging
+
+        from f3ocus.cli import main as f3ocus_main
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("worker: %(message)s"))
+        worker_log = logging.getLogger("f3ocus.federated.worker")
+        worker_log.addHandler(handler)
+        worker_log.setLevel(logging.INFO)
+        return f3ocus_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     lntk = commands.add_parser("lntk")
     lntk.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     lntk.add_argument("--families", nargs="+", default=["llava", "vilt", "blip", "blip2"])
+    lntk.add_argument("--samples", type=int, default=16)
     lntk.add_argument("--tolerance", type=float, default=1e-4)
     lntk.add_argument("--matfree-tolerance", type=float, default=1e-2)
     scale = commands.add_parser("scale")
@@ -364,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--score-batch", type=int, default=16)
     scale.add_argument("--batch-size", type=int, default=8)
     compare = commands.add_parser("compare")
-    compare.add_argument("results", nargs=3, help="result JSONs: CPU, CUDA fp32, CUDA bf16")
+    compare.add_argument("results", nargs=3, help="result JSONs quickstart-LABEL.json: the reference (CPU) first")
     compare.add_argument("--tolerance", type=float, default=0.1)
     for sub in (lntk, scale, compare):
         sub.add_argument("--out", default=None, help="write the summary as JSON here")

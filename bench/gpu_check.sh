@@ -15,11 +15,12 @@
 #                  scorer on the GPU as on the CPU, LNTK solvers vs their dense references, bf16 autocast
 #   3. quickstart  configs/experiments/quickstart.yaml on the local engine: CPU (started first, in the
 #                  background), CUDA fp32, CUDA bf16; final mean accuracy compared (|CUDA - CPU| <= 0.1)
-#   4. lntk        LNTK solvers vs dense references on the GPU, 16 samples, every tiny family, with timings
-#   5. scale       one client round (LNTK scores + one local epoch on 64 samples, LoRA units) on a randomly
+#   4. scale       one client round (LNTK scores + one local epoch on 64 samples, LoRA units) on a randomly
 #                  initialised LLaVA-1.5-7B geometry: seconds and peak GPU memory, bf16 and fp32
+#   5. lntk        LNTK solvers vs dense references on the GPU, 16 samples, tiny LLaVA and BLIP-2, with timings
 # Output: this log, and JSON summaries in $GPU_CHECK_OUT (default runs/gpu_check); with $GPU_CHECK_RESULTS
-# set, the summaries are also copied there. Exit status: the number of failed steps.
+# set, the summaries are also copied there. GPU_CHECK_STEPS="lntk scale" runs only the steps named.
+# Exit status: the number of failed steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,7 @@ OUT_DIR=$(mkdir -p "${GPU_CHECK_OUT:-runs/gpu_check}" && cd "${GPU_CHECK_OUT:-ru
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_USAGE_STATS_ENABLED=0
 export PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
 export F3OCUS_CACHE_DIR=${F3OCUS_CACHE_DIR:-$OUT_DIR/cache}
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}  # the 7B round's varying shapes
 
 if [ -n "${GPU_CHECK_WHEELS:-}" ] && compgen -G "$GPU_CHECK_WHEELS/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/f3ocus-site \
@@ -38,9 +40,10 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
 if [ "${1:-}" = "--cpu" ]; then
     MODE=cpu
+    LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-8}  # the step limits are sized for a GPU machine
     export F3OCUS_CUDA_TESTS_ON_CPU=1  # the cuda-marked tests run their code on the CPU
-    GPUS=0; DEVICE=cpu
-    LNTK_ARGS=(--families llava); SCALE_ARGS=(--geometry small --samples 16 --score-batch 8 --batch-size 8)
+    GPUS=1; DEVICE=cpu  # the "device" runs ask for a GPU and fall back to the CPU, saying so
+    LNTK_ARGS=(--families llava --samples 4); SCALE_ARGS=(--geometry small --samples 16 --score-batch 8 --batch-size 8)
     TEST_ARGS=(-k "not vilt and not blip and not matfree")  # llava only, no Lanczos (slow on the CPU)
     QUICKSTART_ARGS=(--set federation.rounds=2)  # a rehearsal: the same code path, 2 rounds
 else
@@ -50,15 +53,18 @@ else
         exit 2
     fi
     GPUS=1; DEVICE=cuda
-    LNTK_ARGS=(); SCALE_ARGS=(); TEST_ARGS=(); QUICKSTART_ARGS=()
+    LIMIT_SCALE=${GPU_CHECK_LIMIT_SCALE:-1}
+    LNTK_ARGS=(--families llava blip2); SCALE_ARGS=(); TEST_ARGS=(); QUICKSTART_ARGS=()
 fi
 
 declare -a SUMMARY=()
 FAILED=0
 export PY OUT_DIR DEVICE GPUS QUICKSTART_SETTINGS="${QUICKSTART_ARGS[*]}"
+STEPS=" ${GPU_CHECK_STEPS:-cuda-tests quickstart lntk scale} "  # a subset reruns only those steps
 step() {  # step NAME LIMIT_S COMMAND...: run (a command or an exported function) under a time limit, record the verdict
-    local name=$1 limit=$2
+    local name=$1 limit=$(($2 * LIMIT_SCALE))
     shift 2
+    case "$STEPS" in *" $name "*) ;; *) return 0;; esac
     echo
     echo "=== $name (limit ${limit} s) === $(date -u +%H:%M:%S)"
     local start=$SECONDS
@@ -71,11 +77,11 @@ step() {  # step NAME LIMIT_S COMMAND...: run (a command or an exported function
 }
 
 quickstart() {  # quickstart LABEL SETTINGS...: one quickstart run (local engine, no tracking) into $OUT_DIR
-    "$PY" -m f3ocus.cli run configs/experiments/quickstart.yaml --set federation.engine=local \
+    "$PY" bench/gpu_check.py run configs/experiments/quickstart.yaml --set federation.engine=local \
         --set tracking.mlflow=false --set "tracking.output_dir=$OUT_DIR/quickstart-$1" \
         --output-json "$OUT_DIR/quickstart-$1.json" $QUICKSTART_SETTINGS "${@:2}" > "$OUT_DIR/quickstart-$1.log" 2>&1
     local rc=$?
-    tail -n 3 "$OUT_DIR/quickstart-$1.log" | sed "s/^/  [$1] /"
+    { grep "^worker:" "$OUT_DIR/quickstart-$1.log" | head -n 1; tail -n 3 "$OUT_DIR/quickstart-$1.log"; } | sed "s/^/  [$1] /"
     return $rc
 }
 device_quickstarts() {  # fp32 and bf16 on the device, then the comparison with the CPU run started earlier
@@ -103,15 +109,18 @@ EOF
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
 
 # The CPU reference of the quickstart runs in the background from the start (4 threads), beside the GPU steps.
-(quickstart cpu --set federation.worker_resources.num_cpus=4; echo $? > "$OUT_DIR/quickstart-cpu.rc") &
-CPU_QUICKSTART=$!
+CPU_QUICKSTART=
+case "$STEPS" in *" quickstart "*)
+    (quickstart cpu --set federation.worker_resources.num_cpus=4; echo $? > "$OUT_DIR/quickstart-cpu.rc") &
+    CPU_QUICKSTART=$!;;
+esac
 
-step cuda-tests 150 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/unit/models/test_cuda_models.py \
+step cuda-tests 200 "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/unit/models/test_cuda_models.py \
     tests/unit/importance/test_cuda_importance.py --junitxml "$OUT_DIR/cuda_tests.xml" "${TEST_ARGS[@]}"
-step quickstart 200 device_quickstarts
+step quickstart 150 device_quickstarts
+step scale 180 "$PY" bench/gpu_check.py scale --device "$DEVICE" "${SCALE_ARGS[@]}" --out "$OUT_DIR/scale.json"
 step lntk 120 "$PY" bench/gpu_check.py lntk --device "$DEVICE" "${LNTK_ARGS[@]}" --out "$OUT_DIR/lntk.json"
-step scale 200 "$PY" bench/gpu_check.py scale --device "$DEVICE" "${SCALE_ARGS[@]}" --out "$OUT_DIR/scale.json"
-pkill -P "$CPU_QUICKSTART" 2>/dev/null  # the CPU run, if a step before ran out of time
+[ -z "$CPU_QUICKSTART" ] || pkill -P "$CPU_QUICKSTART" 2>/dev/null  # the CPU run, if its step ran out of time
 
 echo
 echo "=== summary ($MODE) ==="

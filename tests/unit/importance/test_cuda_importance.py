@@ -69,7 +69,8 @@ def test_every_scorer_gives_its_cpu_scores_on_the_device(cuda_device, name):
     on_cpu = build_scorer(name).score(cpu_model, cpu_inputs, cpu_labels)
     on_device = build_scorer(name).score(model, inputs, labels)
     assert on_device.shape == on_cpu.shape and on_device.sum() == pytest.approx(1.0)
-    np.testing.assert_allclose(on_device, on_cpu, rtol=1e-3, atol=1e-6)
+    # SPT counts parameters in a global top 1 %: one at the threshold may swap between the two (~1/500 of a count).
+    np.testing.assert_allclose(on_device, on_cpu, rtol=1e-3, atol=5e-3 if name == "spt" else 1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(SCORERS))
