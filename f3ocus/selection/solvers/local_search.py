@@ -27,6 +27,10 @@ from f3ocus.selection.problem import SelectionProblem
 from f3ocus.selection.solvers.min_cost_flow import supported_front
 
 _CHUNK_ELEMENTS = 2_000_000  # members per chunk x N·L·L: bounds the move tensor at ~16 MB
+# Size-aware seeding: the first weighted solves (between far-apart points) cost ~N·L² per cancelled cycle and
+# many cycles, so the solves are capped at this over N·L²: all pop_size of them up to 50 x 64, 97 at 100 x 64
+# (0.6-1.3 s there, of NSGA-II's ~5 s); the local search fills in from the points found.
+_SEEDING_WORK = 40_000_000
 
 
 def seeded_start(problem: SelectionProblem, settings: SolverSettings, rng: np.random.Generator, seeding: bool,
@@ -34,8 +38,9 @@ def seeded_start(problem: SelectionProblem, settings: SolverSettings, rng: np.ra
     """A solver's first population and its share of the evaluation budget.
 
     Args:
-        seeding: put the supported points in the population (at most min(pop_size, max_evals − pop_size)
-            weighted solves, one evaluation each); False: the top-b_i mask and random masks only.
+        seeding: put the supported points in the population (at most min(pop_size, max_evals − pop_size,
+            max(20, 4e7 / (N·L²))) weighted solves, one evaluation each); False: the top-b_i mask and random
+            masks only.
         local_search: share of max_evals kept back for `pareto_local_search` at the end (0 disables it).
 
     Returns:
@@ -43,7 +48,8 @@ def seeded_start(problem: SelectionProblem, settings: SolverSettings, rng: np.ra
         (counting its evaluation of X; a multiple of pop_size, at least pop_size).
     """
     P = settings.pop_size
-    max_solves = min(P, settings.max_evals - P) if seeding else 0
+    N, L = problem.num_clients, problem.num_units
+    max_solves = min(P, settings.max_evals - P, max(20, _SEEDING_WORK // (N * L * L))) if seeding else 0
     X, spent = seeded_sample(P, problem, rng, max_solves)
     reserve = int(round(local_search * settings.max_evals))
     return X, spent, max(P, (settings.max_evals - spent - reserve) // P * P)

@@ -135,14 +135,13 @@ def negative_cycle(W: np.ndarray, tolerance: float,
 
     Bellman-Ford from a virtual source joined to node v at cost start[v] (default 0), all arcs relaxed at once
     per round. Any start vector is valid; the previous call's distances make a re-check after a small change
-    converge in a few rounds. If round V still improves a node, walking its predecessors V steps lands on a
-    negative cycle.
+    converge in a few rounds. Every few rounds the predecessor graph is searched for a cycle (pointer
+    jumping), so a short negative cycle is returned without waiting for round V.
     """
     V = len(W)
     dist = np.zeros(V) if start is None else np.minimum(start, 0.0)  # (V,)
     pred = np.full(V, -1)  # (V,)
-    changed = np.zeros(V, dtype=bool)  # (V,)
-    for _ in range(V):
+    for round_idx in range(V + 1):
         candidate = dist[:, None] + W  # (V, V) via u -> v
         source = candidate.argmin(axis=0)  # (V,)
         best = candidate[source, np.arange(V)]  # (V,)
@@ -151,15 +150,32 @@ def negative_cycle(W: np.ndarray, tolerance: float,
             return None, dist
         dist = np.where(changed, best, dist)
         pred = np.where(changed, source, pred)
-    node = int(np.flatnonzero(changed)[0])
-    for _ in range(V):
-        node = int(pred[node])
+        if round_idx % 4 == 3 or round_idx >= V - 1:
+            cycle = _predecessor_cycle(pred)
+            if cycle is not None and sum(W[a, b] for a, b in zip(cycle, cycle[1:] + cycle[:1])) < -tolerance:
+                return cycle, dist
+    return None, dist  # not reached: after V rounds of changes the predecessor graph holds a negative cycle
+
+
+def _predecessor_cycle(pred: np.ndarray) -> list[int] | None:
+    """A cycle of the predecessor graph pred (V,) (−1 = none) in arc order, or None.
+
+    Pointer jumping: after k squarings every node points 2^k steps back; with 2^k > V a node still away from
+    the root (index V) sits on, or downstream of, a cycle.
+    """
+    V = len(pred)
+    ancestor = np.append(np.where(pred < 0, V, pred), V)  # (V+1,) node V = the root
+    for _ in range(int(np.ceil(np.log2(V + 1)))):
+        ancestor = ancestor[ancestor]
+    inside = np.flatnonzero(ancestor[:V] != V)  # (K,)
+    if inside.size == 0:
+        return None
+    node = int(ancestor[inside[0]])  # on the cycle
     cycle = [node]
     while (node := int(pred[node])) != cycle[0]:
         cycle.append(node)
     cycle.reverse()  # pred points backwards: reverse into arc order
-    weight = sum(W[a, b] for a, b in zip(cycle, cycle[1:] + cycle[:1]))
-    return (cycle if weight < -tolerance else None), dist
+    return cycle
 
 
 def solve_weighted(problem: SelectionProblem, weight: float, start: np.ndarray | None = None) -> np.ndarray:
