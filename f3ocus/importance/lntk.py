@@ -36,7 +36,9 @@ Devices and precision: every tensor is made on the model's device (the Lanczos s
 from a CPU generator, then moved, so it is the same on every device). Under `federation.precision: bf16`
 the model's forward and backward run under bfloat16 autocast (the caller's), but the outputs y are taken
 in float32, J rows are float32 (gradients w.r.t. the float32 weights) and every Gram, Gram product and
-eigenvalue is formed with autocast off (`f3ocus.utils.device.full_precision`) in float32 / float64.
+eigenvalue is formed with autocast off (`f3ocus.utils.device.full_precision`) in float32 / float64. The
+matrix-free solver runs entirely with autocast off: its operator is the Gram itself (jvp then vjp), which
+bf16 rounding would make non-symmetric.
 # DEVIATION: f = the closed-set answer-head logits (the paper's VLMs generate text; its f is unspecified);
 # for a multi-label client's batch, the 15 multi-label logits (and ℓ_i = BCE summed over the classes).
 """
@@ -193,8 +195,12 @@ class LntkScorer:
             if self.solver == "exact":
                 return _exact_eigenvalues(model, inputs, labels, self.kernel, dict(zip(units, names)),
                                           self.max_jacobian_bytes)
-            return [_matfree_eigenvalue(model, inputs, labels, self.kernel, unit, self._generator(index),
-                                        self.tol, self.max_iter) for index, unit in zip(seeds, names)]
+            # The matrix-free operator is applied in full precision whatever the caller's autocast: under bf16,
+            # J v (jvp) and Jᵀ u (vjp) round differently, the operator is then not symmetric and Lanczos misses
+            # λ₁ (seen on an H200: one unit's score 0.068 instead of 0.129). Exact and ghost are unaffected.
+            with full_precision(model_device(model)):
+                return [_matfree_eigenvalue(model, inputs, labels, self.kernel, unit, self._generator(index),
+                                            self.tol, self.max_iter) for index, unit in zip(seeds, names)]
 
     def _generator(self, unit_index: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed + unit_index)
