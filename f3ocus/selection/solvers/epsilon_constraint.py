@@ -23,8 +23,9 @@ the LP relaxation fixes every variable whose reduced cost exceeds the bound's sl
 Why not something smarter: each level's problem is a min-cost flow with one extra (knapsack-like) row on
 the unit counts, which no flow algorithm handles; the gaps between supported points are where that row
 binds, and branch-and-bound over the y's is what closes them. Measured CPU seconds (docs/BENCHMARKS.md):
-5 x 32 and 8 x 24 under 1 s, 10 x 32 0.05–2.5 s, 20 x 32 up to a minute (fronts of 40–330 points); beyond
-that (50 x 64: tens of minutes and more) it is only an offline reference, with `time_limit`.
+5 x 32 and 8 x 24 under 1 s, 10 x 32 up to ~2.5 s, 20 x 32 0.4–46 s (fronts of 40–300 points), 50 x 64
+6–9 s with independent scores but over 500 s with correlated ones: a solver up to ~20 x 32, beyond that an
+offline reference, with `time_limit`.
 Exact up to HiGHS's tolerances: the objective is scaled to a top score of 100 and δ is 1e-5 there, so a
 point better than another found at a lower level by less than ~1e-7 of the top score may be missed.
 """
