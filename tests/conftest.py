@@ -27,3 +27,14 @@ def cuda_device():
     if os.environ.get(CUDA_TESTS_ON_CPU) == "1":
         return torch.device("cpu")
     pytest.skip("no CUDA device (bench/gpu_check.sh runs these on a GPU machine)")
+
+
+@pytest.fixture
+def no_tf32():
+    """float32 matmuls and convolutions in float32 on the GPU (TF32 would round inputs to 10 mantissa bits)."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -103,17 +103,8 @@ def run_paper_bench(*, profile: str = "full", tasks: tuple[str, ...] | None = No
          f"{bench_dir}")
     bench_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        uri = store_uri
-        if jobs > 1 and len(pending) > 1 and store_uri.startswith("sqlite"):
-            from f3ocus.sweeps.tracking import MlflowServer, ensure_experiment
-
-            # Created on the store itself first, so its artifacts stay plain files that a later run with the
-            # sqlite URI (a resumed bench, `mlflow ui`) reads without this temporary server.
-            ensure_experiment(store_uri, experiment, output_dir / "mlartifacts")
-
-            server = stack.enter_context(MlflowServer(store_uri, output_dir / "mlartifacts",
-                                                      bench_dir / "mlflow_server.log"))
-            uri = server.uri
+        uri = _cell_tracking_uri(stack, store_uri, experiment, output_dir, bench_dir,
+                                 concurrent=jobs > 1 and len(pending) > 1)
         parent = _open_parent(uri, experiment, bench_dir, output_dir, profile, cells)
         failed: list[str] = []
         for index, summary in enumerate(_run_cells(pending, uri, parent.run_id, jobs, bench_dir), start=1):
@@ -140,6 +131,21 @@ def run_paper_bench(*, profile: str = "full", tasks: tuple[str, ...] | None = No
     if failed:
         show(f"{len(failed)} cell(s) failed (re-run the same command to retry them): {', '.join(failed)}")
     return {"cells": results, "failed": failed, "tables": report, "dir": str(bench_dir)}
+
+
+def _cell_tracking_uri(stack: contextlib.ExitStack, store_uri: str, experiment: str, output_dir: Path,
+                       bench_dir: Path, *, concurrent: bool) -> str:
+    """The URI cells log to: the store itself, or, when cells run concurrently on a SQLite store (one writer), a
+    local MLflow server in front of it that `stack` stops at the end."""
+    if not (concurrent and store_uri.startswith("sqlite")):
+        return store_uri
+    from f3ocus.sweeps.tracking import MlflowServer, ensure_experiment
+
+    # Created on the store itself first, so its artifacts stay plain files that a later run with the
+    # sqlite URI (a resumed bench, `mlflow ui`) reads without this temporary server.
+    ensure_experiment(store_uri, experiment, output_dir / "mlartifacts")
+    server = stack.enter_context(MlflowServer(store_uri, output_dir / "mlartifacts", bench_dir / "mlflow_server.log"))
+    return server.uri
 
 
 # ------------------------------------------------------------------------------------------ before running
@@ -255,7 +261,8 @@ def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, 
     return {"score_per_round": [float(record["score"]) for record in rounds],  # round 0 = before training
             "distinct_units_per_round": [len({unit for units in (record.get("selected") or {}).values()
                                               for unit in units}) for record in trained],
-            "num_units": len(result.get("units", ())) or None,"score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
+            "num_units": len(result.get("units", ())) or None,
+            "score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
             "majority_score": baseline.get("score", baseline.get("accuracy")),
             "upload_mbit_per_client_round": mean_bytes * 8 / 1e6,
             "trainable_params_per_client_round": mean_bytes / BYTES_PER_VALUE[config.federation.upload_dtype],

@@ -137,7 +137,8 @@ def choose_cells(*, tracking: Mapping[str, Any], settings: Sequence[Setting] = S
 def _cell(setting: Setting, method: Method, seed: int, schedule: Mapping[str, Any], tracking: Mapping[str, Any],
           overrides: Sequence[str], *, cell_id: str) -> Cell:
     values: dict[str, Any] = {"model.family": setting.model, "model.checkpoint": "foundation", "seed": seed,
-                              "model.selectable": SELECTABLE[setting.model], "federation.budgets": list(setting.budgets),
+                              "model.selectable": SELECTABLE[setting.model],
+                              "federation.budgets": list(setting.budgets),
                               **schedule, **method.overrides,
                               **{f"tracking.{key}": value for key, value in tracking.items()},
                               "tracking.run_name": cell_id}
@@ -253,21 +254,26 @@ def _bench_study(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds", f"must be >= 1, got {args.seeds}")
     if args.jobs < 1:
         raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
-    settings = SETTINGS
-    if args.tasks:
-        unknown = sorted(set(args.tasks) - {setting.task for setting in SETTINGS})
-        if unknown:
-            raise ConfigError("--tasks", f"unknown study task(s) {unknown}; known: {sorted(TASK_CONFIGS)}")
-        settings = tuple(setting for setting in SETTINGS if setting.task in args.tasks)
-    if args.models:
-        unknown = sorted(set(args.models) - {setting.model for setting in SETTINGS})
-        if unknown:
-            raise ConfigError("--models", f"unknown study model(s) {unknown}; known: {sorted(NUM_UNITS)}")
-        settings = tuple(setting for setting in settings if setting.model in args.models)
+    settings = _narrow(_narrow(SETTINGS, "task", args.tasks), "model", args.models)
     summary = run_study(choose=args.choose, seeds=args.seeds, methods=args.methods, jobs=args.jobs, settings=settings,
                         output_dir=Path(args.output_dir), tracking_uri=args.tracking_uri,
                         figures_dir=args.figures_dir, overrides=tuple(args.overrides))
     return 0 if not summary["failed"] else 1
+
+
+def _narrow(settings: Sequence[Setting], field: str, names: Sequence[str] | None) -> tuple[Setting, ...]:
+    """The settings whose `field` ("task" or "model") is one of `names` (all when None).
+
+    Raises:
+        ConfigError: a name no study setting has (field `--tasks` / `--models`).
+    """
+    if not names:
+        return tuple(settings)
+    known = sorted({getattr(setting, field) for setting in SETTINGS})
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ConfigError(f"--{field}s", f"unknown study {field}(s) {unknown}; known: {known}")
+    return tuple(setting for setting in settings if getattr(setting, field) in names)
 
 
 def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequence[str] | None = None,
@@ -295,14 +301,8 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
     bench_dir.mkdir(parents=True, exist_ok=True)
     failed: list[str] = []
     with contextlib.ExitStack() as stack:
-        uri = store_uri
-        if jobs > 1 and len(pending) > 1 and store_uri.startswith("sqlite"):
-            from f3ocus.sweeps.tracking import MlflowServer, ensure_experiment
-
-            ensure_experiment(store_uri, EXPERIMENT, output_dir / "mlartifacts")
-            server = stack.enter_context(MlflowServer(store_uri, output_dir / "mlartifacts",
-                                                      bench_dir / "mlflow_server.log"))
-            uri = server.uri
+        uri = paper._cell_tracking_uri(stack, store_uri, EXPERIMENT, output_dir, bench_dir,
+                                       concurrent=jobs > 1 and len(pending) > 1)
         parent = paper._open_parent(uri, EXPERIMENT, bench_dir, output_dir, profile, cells, bench="study")
         for index, summary in enumerate(paper._run_cells(pending, uri, parent.run_id, jobs, bench_dir, "study"), 1):
             paper._write_json(bench_dir / "cells" / f"{summary['cell']}.json", summary)
@@ -319,10 +319,11 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
         parent.log_dict(report, "study/study.json")
         parent.log_artifact(bench_dir / "study.md", "study")
         if not choose:
+            if figures_dir is not None:
+                figures_dir.mkdir(parents=True, exist_ok=True)
             for path in write_figures(finished, bench_dir, settings):
                 parent.log_artifact(path, "study")
                 if figures_dir is not None:
-                    figures_dir.mkdir(parents=True, exist_ok=True)
                     (figures_dir / path.name).write_bytes(path.read_bytes())
             primary = report["contrasts"][0]
             if primary["n"]:

@@ -14,6 +14,7 @@ import numpy as np
 from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from f3ocus.selection.objectives import normaliser, tchebycheff
 from f3ocus.selection.problem import SelectionProblem
 
 
@@ -114,3 +115,15 @@ def truncate_by_crowding(F: np.ndarray, capacity: int) -> np.ndarray:
 def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     """A Generator from a seed, or the Generator itself (never the global numpy state)."""
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def best_for_weights(archive: Archive, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The archive member with the best Tchebycheff value for each weight (K,): X (K, N·L), F (K, 2) (copies).
+
+    ABC's scouts and SA's restarts both continue from these members.
+    """
+    ideal, scale = normaliser(archive.F)  # (2,), (2,)
+    M, K = len(archive.F), len(weights)
+    values = tchebycheff(np.repeat(archive.F, K, axis=0), np.tile(weights, M), ideal, scale)  # (M·K,)
+    best = values.reshape(M, K).argmin(axis=0)  # (K,)
+    return archive.X[best].copy(), archive.F[best].copy()

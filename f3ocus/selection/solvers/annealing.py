@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from f3ocus.selection.archive import Archive, Front, SolverSettings, as_rng
+from f3ocus.selection.archive import Archive, Front, SolverSettings, as_rng, best_for_weights
 from f3ocus.selection.solvers.local_search import finish, seeded_start
 from f3ocus.selection.objectives import evaluate, normaliser, tchebycheff
 from f3ocus.selection.operators import swap_mutation
@@ -58,7 +58,7 @@ class AnnealingSolver:
         for step in range(steps):
             if step % self.rotate_every == 0:
                 weights = (np.arange(P) + rng.random()) / P  # (P,) stratified, shifted each rotation
-                X, F = _restart_from_archive(archive, weights)  # (P, N·L), (P, 2)
+                X, F = best_for_weights(archive, weights)  # (P, N·L), (P, 2)
             Y = swap_mutation(X, problem, 1.0 / problem.num_clients, rng, force=True)  # (P, N·L)
             FY = evaluate(Y, problem)  # (P, 2)
             archive.add(Y, FY)
@@ -68,12 +68,3 @@ class AnnealingSolver:
             X, F = np.where(take[:, None], Y, X), np.where(take[:, None], FY, F)
             temperature *= cooling
         return finish(archive, problem, settings, spent + P * (steps + 1), self.local_search)
-
-
-def _restart_from_archive(archive: Archive, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each chain continues from the archive member with the best Tchebycheff value for its weight."""
-    ideal, scale = normaliser(archive.F)  # (2,), (2,)
-    K, P = len(archive.F), len(weights)
-    values = tchebycheff(np.repeat(archive.F, P, axis=0), np.tile(weights, K), ideal, scale)  # (K·P,)
-    best = values.reshape(K, P).argmin(axis=0)  # (P,)
-    return archive.X[best].copy(), archive.F[best].copy()

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from f3ocus.selection.archive import Archive, Front, SolverSettings, as_rng
+from f3ocus.selection.archive import Archive, Front, SolverSettings, as_rng, best_for_weights
 from f3ocus.selection.solvers.local_search import finish, seeded_start
 from f3ocus.selection.objectives import evaluate, normaliser, tchebycheff
 from f3ocus.selection.operators import swap_mutation
@@ -51,7 +51,7 @@ class BeeColonySolver:
         start, spent, own = seeded_start(problem, settings, rng, self.seeding, self.local_search)  # (P, N·L)
         archive = Archive(settings.archive_size)
         archive.add(start, evaluate(start, problem))
-        X, F = _best_for_weights(archive, weights)  # (S, N·L), (S, 2)
+        X, F = best_for_weights(archive, weights)  # (S, N·L), (S, 2)
         trials = np.zeros(S, dtype=int)  # (S,)
         n_evals = len(start)
         while n_evals + S <= own:
@@ -88,21 +88,12 @@ class BeeColonySolver:
         stuck = np.flatnonzero(trials > self.limit)[:max(budget_left, 0)]  # (K,)
         if stuck.size == 0:
             return 0
-        members, _ = _best_for_weights(archive, weights[stuck])  # (K, N·L)
+        members, _ = best_for_weights(archive, weights[stuck])  # (K, N·L)
         X[stuck] = swap_mutation(members, problem, 1.0 / problem.num_clients, rng, force=True)
         F[stuck] = evaluate(X[stuck], problem)
         archive.add(X[stuck], F[stuck])
         trials[stuck] = 0
         return int(stuck.size)
-
-
-def _best_for_weights(archive: Archive, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The archive member with the best Tchebycheff value for each weight (K,): X (K, N·L), F (K, 2) (copies)."""
-    ideal, scale = normaliser(archive.F)  # (2,), (2,)
-    M, K = len(archive.F), len(weights)
-    values = tchebycheff(np.repeat(archive.F, K, axis=0), np.tile(weights, M), ideal, scale)  # (M·K,)
-    best = values.reshape(M, K).argmin(axis=0)  # (K,)
-    return archive.X[best].copy(), archive.F[best].copy()
 
 
 def _neighbour(X: np.ndarray, partners: np.ndarray, partner_rate: float, problem: SelectionProblem,

@@ -21,15 +21,7 @@ from f3ocus.models.registry import FAMILIES
 from f3ocus.utils.device import autocast, to_device
 from tests.unit.importance.conftest import per_sample_reference_grams, reference_eigenvalues, vlm_batch
 
-pytestmark = pytest.mark.cuda
-
-
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("no_tf32")]
 
 
 def _on(device: torch.device, family: str = "llava", unit_mode: str = "adapter", n: int = 4):

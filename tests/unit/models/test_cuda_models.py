@@ -23,16 +23,7 @@ from f3ocus.models.training import encode_examples, evaluate, train_epochs
 
 from .conftest import ANSWERS, synthetic_examples
 
-pytestmark = pytest.mark.cuda
-
-
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    """float32 matmuls and convolutions in float32 on the GPU (TF32 would round inputs to 10 mantissa bits)."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("no_tf32")]
 
 
 def _pair(family: str, unit_mode: str, device: torch.device, n: int = 8):
