@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--model", required=True, help="tiny-llava | tiny-blip2 | tiny-blip | tiny-vilt")
     pretrain.add_argument("--cache-dir", help="cache root (default: user cache dir or $F3OCUS_CACHE_DIR)")
     pretrain.add_argument("--force", action="store_true", help="rebuild even if cached")
+    pretrain.add_argument("--corpus", choices=("general", "medical"), default="general",
+                          help="general = easy-vqa with background scenes (checkpoint 'foundation'); medical = plus "
+                               "medical-style VQA on MedMNIST modalities no T2 client holds ('foundation-med')")
     pretrain.set_defaults(handler=_pretrain)
 
     units = commands.add_parser("units", help="list a model's selectable units and their sizes")
@@ -142,8 +145,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     family = _tiny_family(args.model)
     if args.force:
         import shutil
-        shutil.rmtree(foundation_dir(family, args.cache_dir), ignore_errors=True)
-    path = ensure_foundation(family, args.cache_dir)
+        shutil.rmtree(foundation_dir(family, args.cache_dir, corpus=args.corpus), ignore_errors=True)
+    path = ensure_foundation(family, args.cache_dir, corpus=args.corpus)
     info = json.loads((Path(path) / "foundation.json").read_text())
     print(json.dumps({"path": str(path), **info}, indent=2))
     return 0

@@ -242,11 +242,14 @@ def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any, show: Cal
 
 def _ensure_model(cfg: ExperimentConfig, show: Callable[[str], None]) -> str | None:
     """Build (first use) or reuse the cached foundation checkpoint on the driver, before Ray starts."""
-    if cfg.model.checkpoint != "foundation":
+    from f3ocus.models.catalog import FOUNDATION_CORPUS
+
+    if cfg.model.checkpoint not in FOUNDATION_CORPUS:
         return cfg.model.cache_dir
     from f3ocus.models.foundation import ensure_foundation
 
-    path = ensure_foundation(cfg.model.family, cfg.model.cache_dir, log=show)
+    path = ensure_foundation(cfg.model.family, cfg.model.cache_dir, log=show,
+                             corpus=FOUNDATION_CORPUS[cfg.model.checkpoint])
     show(f"model: foundation checkpoint {path}")
     return cfg.model.cache_dir
 

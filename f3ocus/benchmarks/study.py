@@ -41,6 +41,7 @@ from f3ocus.config.schema import ConfigError
 STUDY_DIR = Path(__file__).resolve().parents[2] / "configs" / "study"
 EXPERIMENT = "bench-study"
 LAST_ROUNDS = 5  # the metric: mean score over the last 5 rounds
+BAR = 15.0  # full fine-tuning must end this many points above the majority answer (validation, --choose)
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,26 @@ CONTRASTS: tuple[tuple[str, str], ...] = (
     ("f3ocus_pw", "lntk_only"), ("lntk_only", "random"), ("lntk_only", "fd"), ("lntk_only", "last_k"),
     ("lntk_only", "fishmask"))
 
-# The schedule every study cell runs, chosen by `--choose` (docs/STUDY.md, "Schedule").
+# The foundation each task setting fine-tunes (docs/STUDY.md, "Settings"): T2's adds medical-style VQA on
+# MedMNIST modalities that no T2 client holds (`f3ocus.models.foundation`, "medical" corpus).
+CHECKPOINTS: dict[str, str] = {"t1": "foundation", "t2": "foundation-med"}
+# The schedule of each task setting, chosen by `--choose` on validation rows (docs/STUDY.md, "Schedule").
 SCHEDULE: dict[str, Any] = {"federation.rounds": 12, "federation.local_epochs": 1, "federation.lr": 0.001,
                             "federation.batch_size": 16, "selection.score_batch_size": 32}
-# `--choose`: candidates differ in learning rate and local epochs; rounds, rows and batch stay as in SCHEDULE.
-CANDIDATES: tuple[dict[str, Any], ...] = tuple(
-    {"federation.lr": lr, "federation.local_epochs": epochs} for epochs in (1, 2) for lr in (0.001, 0.002))
+SCHEDULES: dict[str, dict[str, Any]] = {"t1": SCHEDULE, "t2": SCHEDULE}
+# `--choose`: per task, candidates that differ in learning rate and local epochs (T1) or learning rate and the
+# answer head's learning rate (T2: its answers are new to the foundation, so its head starts from scratch);
+# rounds, rows and batch stay as in SCHEDULE.
+CANDIDATES: dict[str, tuple[dict[str, Any], ...]] = {
+    "t1": tuple({"federation.lr": lr, "federation.local_epochs": epochs} for epochs in (1, 2) for lr in (0.001, 0.002)),
+    "t2": tuple({"federation.lr": lr, "federation.head_lr": head_lr}
+                for head_lr in (None, 0.01) for lr in (0.001, 0.002)),
+}
 
 
 # ------------------------------------------------------------------------------------------ the grid
 def study_cells(*, seeds: int | None = None, methods: Sequence[str] | None = None,
-                settings: Sequence[Setting] = SETTINGS, schedule: Mapping[str, Any] = SCHEDULE,
+                settings: Sequence[Setting] = SETTINGS, schedules: Mapping[str, Mapping[str, Any]] = SCHEDULES,
                 tracking: Mapping[str, Any], overrides: Sequence[str] = ()) -> list[Cell]:
     """Every cell of the study: settings x rows x each row's seeds (`seeds` caps them all).
 
@@ -117,17 +127,18 @@ def study_cells(*, seeds: int | None = None, methods: Sequence[str] | None = Non
             for setting in settings:
                 for name in rows:
                     if seed < tier_seeds[name]:
-                        cells.append(_cell(setting, STUDY_METHODS[name], seed, schedule, tracking, overrides,
-                                           cell_id=f"{setting.task}.{setting.model}.{name}.s{seed}"))
+                        cells.append(_cell(setting, STUDY_METHODS[name], seed, schedules[setting.task], tracking,
+                                           overrides, cell_id=f"{setting.task}.{setting.model}.{name}.s{seed}"))
     return cells
 
 
 def choose_cells(*, tracking: Mapping[str, Any], settings: Sequence[Setting] = SETTINGS,
-                 candidates: Sequence[Mapping[str, Any]] = CANDIDATES, overrides: Sequence[str] = ()) -> list[Cell]:
-    """Full fine-tuning under every schedule candidate, seed 0, scored on the validation rows."""
+                 candidates: Mapping[str, Sequence[Mapping[str, Any]]] = CANDIDATES,
+                 overrides: Sequence[str] = ()) -> list[Cell]:
+    """Full fine-tuning under every schedule candidate of its task, seed 0, scored on the validation rows."""
     cells = []
-    for index, candidate in enumerate(candidates):
-        for setting in settings:
+    for setting in settings:
+        for index, candidate in enumerate(candidates[setting.task]):
             cells.append(_cell(setting, METHODS["full_ft"], 0, {**SCHEDULE, **candidate}, tracking,
                                ["data.evaluate_on=validation", *overrides],
                                cell_id=f"{setting.task}.{setting.model}.c{index}.s0"))
@@ -136,7 +147,7 @@ def choose_cells(*, tracking: Mapping[str, Any], settings: Sequence[Setting] = S
 
 def _cell(setting: Setting, method: Method, seed: int, schedule: Mapping[str, Any], tracking: Mapping[str, Any],
           overrides: Sequence[str], *, cell_id: str) -> Cell:
-    values: dict[str, Any] = {"model.family": setting.model, "model.checkpoint": "foundation", "seed": seed,
+    values: dict[str, Any] = {"model.family": setting.model, "model.checkpoint": CHECKPOINTS[setting.task], "seed": seed,
                               "model.selectable": SELECTABLE[setting.model],
                               "federation.budgets": list(setting.budgets),
                               **schedule, **method.overrides,
@@ -344,31 +355,48 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
 
 # ------------------------------------------------------------------------------------------ reports
 def choose_report(cells: Mapping[str, Mapping[str, Any]], settings: Sequence[Setting] = SETTINGS) -> dict[str, Any]:
-    """Full FT's last-5 validation score per candidate and setting; the pick = best mean over settings."""
-    columns = [f"{s.task}.{s.model}" for s in settings]
-    rows = []
-    for index, candidate in enumerate(CANDIDATES):
-        values = [cell_metric(cells[key]) if (key := f"{column}.c{index}.s0") in cells else math.nan
-                  for column in columns]
-        majority = [100.0 * cells[key]["majority_score"] if (key := f"{column}.c{index}.s0") in cells else math.nan
-                    for column in columns]
-        rows.append({"candidate": index, "values": candidate, "last5": values, "majority": majority,
-                     "mean": float(np.mean(values)), "margin": [v - m for v, m in zip(values, majority)]})
-    complete = [row for row in rows if not math.isnan(row["mean"])]
-    # The rule (docs/STUDY.md): best mean; a tie (within 0.1 point) goes to fewer local epochs, then the smaller lr.
-    best = max((row["mean"] for row in complete), default=math.nan)
-    tied = [row for row in complete if row["mean"] >= best - 0.1]
-    pick = min(tied, key=lambda row: (row["values"]["federation.local_epochs"], row["values"]["federation.lr"]),
-               default=None)
-    lines = ["## Schedule choice: full fine-tuning, last-5-round validation accuracy x100 (seed 0)", "",
-             "| candidate | " + " | ".join(columns) + " | mean |", "|---|" + "---:|" * (len(columns) + 1)]
-    for row in rows:
-        cells_text = [f"{v:.1f} (maj {m:.1f})" for v, m in zip(row["last5"], row["majority"])]
-        lines.append(f"| {_describe(row['values'])} | " + " | ".join(cells_text) + f" | {row['mean']:.1f} |")
-    if pick is not None:
-        lines += ["", f"Pick: {_describe(pick['values'])} (mean {pick['mean']:.1f}; margins over the validation "
-                      f"majority answer: {', '.join(f'{m:+.1f}' for m in pick['margin'])})"]
-    return {"rows": rows, "pick": pick, "markdown": "\n".join(lines) + "\n"}
+    """Full FT's last-5 validation score per candidate and setting; per task, the pick = the best mean over
+    that task's settings that pass the bar (>= `BAR` points above the validation majority answer)."""
+    tasks = list(dict.fromkeys(setting.task for setting in settings))
+    picks, lines = {}, ["## Schedule choice: full fine-tuning, last-5-round validation accuracy x100 (seed 0)"]
+    all_rows = {}
+    for task in tasks:
+        columns = [f"{s.task}.{s.model}" for s in settings if s.task == task]
+        rows = []
+        for index, candidate in enumerate(CANDIDATES[task]):
+            keys = [f"{column}.c{index}.s0" for column in columns]
+            values = [cell_metric(cells[key]) if key in cells else math.nan for key in keys]
+            majority = [100.0 * cells[key]["majority_score"] if key in cells else math.nan for key in keys]
+            margin = [v - m for v, m in zip(values, majority)]
+            rows.append({"candidate": index, "values": candidate, "last5": values, "majority": majority,
+                         "margin": margin, "passes": [m >= BAR for m in margin]})
+        # The settings that pass the bar under some candidate; a setting that passes under none is left out.
+        passing = [i for i in range(len(columns)) if any(row["passes"][i] for row in rows)]
+        for row in rows:
+            kept = [row["last5"][i] for i in passing]
+            row["mean"] = float(np.mean(kept)) if kept else math.nan
+        complete = [row for row in rows if not math.isnan(row["mean"])]
+        # The rule (docs/STUDY.md): best mean; a tie (within 0.1 point) goes to fewer local epochs, then the
+        # smaller lr, then no separate head lr.
+        best = max((row["mean"] for row in complete), default=math.nan)
+        tied = [row for row in complete if row["mean"] >= best - 0.1]
+        pick = min(tied, key=lambda row: (row["values"].get("federation.local_epochs", 1), row["values"]["federation.lr"],
+                                          row["values"].get("federation.head_lr") or 0.0), default=None)
+        picks[task] = pick
+        all_rows[task] = rows
+        lines += ["", f"### {task}", "", "| candidate | " + " | ".join(columns) + " | mean (passing settings) |",
+                  "|---|" + "---:|" * (len(columns) + 1)]
+        for row in rows:
+            cells_text = [f"{v:.1f} (maj {m:.1f})" for v, m in zip(row["last5"], row["majority"])]
+            lines.append(f"| {_describe(row['values'])} | " + " | ".join(cells_text) + f" | {row['mean']:.1f} |")
+        failing = [columns[i] for i in range(len(columns)) if i not in passing]
+        if pick is not None:
+            lines += ["", f"Pick for {task}: {_describe(pick['values'])} (mean {pick['mean']:.1f}; margins over the "
+                          f"validation majority answer: {', '.join(f'{m:+.1f}' for m in pick['margin'])})"]
+        if failing:
+            lines += ["", f"Below the bar (+{BAR:.0f} points) under every candidate, left out of the study: "
+                          f"{', '.join(failing)}"]
+    return {"rows": all_rows, "picks": picks, "markdown": "\n".join(lines) + "\n"}
 
 
 def _describe(values: Mapping[str, Any]) -> str:

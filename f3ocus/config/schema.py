@@ -52,7 +52,8 @@ class ModelConfig:
     """Which VLM, from which weights, and what a selectable unit is.
 
     `checkpoint`: "foundation" = the tiny preset pretrained offline on easy-vqa and cached (built on first
-    use); "scratch" = the tiny preset with random weights (tests); anything else = a hub id or a local
+    use); "foundation-med" = the same with medical-style VQA on MedMNIST modalities that no T2 client holds
+    in the pretraining mix (`f3ocus.models.foundation`); "scratch" = the tiny preset with random weights (tests); anything else = a hub id or a local
     directory passed to `from_pretrained`.
 
     `selectable`: the stacks whose blocks are units (e.g. `[language]`: the LLM blocks of LLaVA / BLIP-2, as
@@ -213,6 +214,8 @@ class FederationConfig:
     A dead coordinator actor is restarted from the last checkpoint up to `coordinator_restarts` times.
     `upload_dtype`: the dtype clients cast their uploaded tensors to (float16/bfloat16 halve the upload);
     the coordinator casts them back to the global dtype before averaging.
+    `head_lr`: AdamW learning rate of the answer head(s); null = `lr`. A head whose answers the foundation
+    never saw starts from random weights and learns slowly at a backbone's rate.
     `precision`: clients' forward/backward in float32 ("fp32") or under bfloat16 autocast ("bf16"; weights,
     optimiser state and uploads stay float32, LNTK Grams are formed in float32 or wider).
     """
@@ -222,6 +225,7 @@ class FederationConfig:
     local_epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-3
+    head_lr: float | None = None
     weight_decay: float = 0.0
     budgets: int | tuple[int, ...] = 2
     num_actors: int = 2
@@ -243,6 +247,7 @@ class FederationConfig:
         _require(self.local_epochs >= 1, "local_epochs", f"must be >= 1, got {self.local_epochs}")
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        _require(self.head_lr is None or self.head_lr > 0, "head_lr", f"must be > 0 or null, got {self.head_lr}")
         _require(self.num_actors >= 1, "num_actors", f"must be >= 1, got {self.num_actors}")
         _require(self.coordinator_restarts >= 0, "coordinator_restarts", f"must be >= 0, got {self.coordinator_restarts}")
         _require(self.client_retries >= 0, "client_retries", f"must be >= 0, got {self.client_retries}")

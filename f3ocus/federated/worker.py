@@ -123,7 +123,7 @@ class ClientWorker:
         self._loaded_version = None  # training moves the weights away from the broadcast
         loss = train_epochs(self._model, shard, epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
                             weight_decay=fed.weight_decay, generator=torch_generator(task.seed),
-                            precision=self._precision)
+                            precision=self._precision, head_lr=fed.head_lr)
         selected = [unit for unit, chosen in zip(self._model.units, task.mask) if chosen]
         # Sent in `federation.upload_dtype` (float16/bfloat16 halve the upload); the coordinator casts back.
         trained = self._model.trainable_state(selected, include_head=fed.train_head, task_kind=shard.kind)

@@ -17,7 +17,10 @@ from pathlib import Path
 
 SCRATCH = "scratch"  # the tiny preset with seeded random weights
 FOUNDATION = "foundation"  # the tiny preset pretrained offline on easy-vqa (cached; f3ocus.models.foundation)
-BUILTIN_CHECKPOINTS = (SCRATCH, FOUNDATION)
+# the same, with medical-style VQA on the MedMNIST modalities that no T2 client holds in the pretraining mix
+FOUNDATION_MED = "foundation-med"
+FOUNDATION_CORPUS: dict[str, str] = {FOUNDATION: "general", FOUNDATION_MED: "medical"}
+BUILTIN_CHECKPOINTS = (SCRATCH, FOUNDATION, FOUNDATION_MED)
 PRESET_PREFIX = "tiny-"
 DEFAULT_IMAGE_SIZE = 32
 
@@ -52,7 +55,7 @@ def list_units(family: str, checkpoint: str = SCRATCH, cache_dir: str | Path | N
                selectable: Sequence[str] | None = None) -> list[str]:
     """Unit names of a model without building it.
 
-    "scratch" and "foundation" share the tiny preset's architecture: their units come from
+    "scratch" and the foundations share the tiny preset's architecture: their units come from
     `PRESET_UNITS`. Any other checkpoint's config is read and the model built on the meta device.
     `cache_dir` is accepted for symmetry with `build_vqa_model`. `selectable` keeps only the units of
     those stacks (see `selectable_units`).

@@ -8,6 +8,14 @@ asks about), training all backbone parameters + a closed-set head on those answe
 file lock + tmp dir + rename, `foundation.json` written last as the completeness marker). The result
 is an ordinary `save_pretrained` directory, loaded through the same `from_pretrained` path as a hub
 checkpoint.
+
+Two pretraining corpora, one directory each: "general" (checkpoint string `foundation`) is the above;
+"medical" (`foundation-med`) adds Ultra-MedVQA questions (modality, anatomy and label questions) on
+synthetic MedMNIST-format images of `MEDICAL_FLAGS` only, generated from a held-out seed. Those are the
+MedMNIST modalities that no client of the T2 modality setting holds, so a T2 client's images, label set
+and label answers stay unseen; what transfers is reading a medical-style image (marks at grid cells,
+intensity, spots) and the question templates, as a real medical VLM transfers what it learnt on other
+modalities.
 """
 
 from __future__ import annotations
@@ -42,6 +50,12 @@ if TYPE_CHECKING:
 # preset pretrained here on easy-vqa (a real checkpoint is still one `model.checkpoint` away).
 MARKER = "foundation.json"
 VERSION = "v2"  # v2: background scenes added to the pretraining mix
+CORPORA: tuple[str, ...] = ("general", "medical")
+# chest X-ray (multi-label findings, asked as yes/no) and kidney-cortex tissue: no T2 client's modality. The
+# organ C/S views are left out too: they share the CT client's label set, which would leak that client's task.
+MEDICAL_FLAGS: tuple[str, ...] = ("chestmnist", "tissuemnist")
+MEDICAL_SEED = 7919  # generator seed of the medical pretraining files; runs draw their data with seeds 0, 1, ...
+MEDICAL_IMAGES_PER_FLAG = 2500  # pooled and re-split 80/20 by the Ultra-MedVQA builder
 ENV_CACHE_DIR = "F3OCUS_CACHE_DIR"
 # Measured (2-core box, other jobs running, 1 torch thread): 400 steps = 83-91 s wall, 53-58 s CPU per
 # family including encoding and evaluation; easy-vqa test accuracy 0.67 vs majority ("no") 0.37.
@@ -59,21 +73,27 @@ EVAL_LIMIT = 2000
 Log = Callable[[str], Any]
 
 
-def foundation_dir(family: str, cache_dir: str | Path | None = None, image_size: int = DEFAULT_IMAGE_SIZE) -> Path:
+def foundation_dir(family: str, cache_dir: str | Path | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
+                   corpus: str = "general") -> Path:
     """Directory of a family's foundation checkpoint.
 
     Args:
         family: "llava", "tiny-llava", ...
         cache_dir: cache root; default `$F3OCUS_CACHE_DIR`, else `platformdirs.user_cache_dir("f3ocus")`.
         image_size: input side of the preset; 32 (default) keeps the plain name.
+        corpus: "general" or "medical" (see the module docstring).
 
     Returns:
-        `<root>/foundation/tiny-<family>-v2` (`tiny-<family>-<size>px-v2` for other image sizes).
+        `<root>/foundation/tiny-<family>-v2` (`tiny-<family>-<size>px-v2` for other image sizes; `-med` before
+        the version for the medical corpus).
     """
+    if corpus not in CORPORA:
+        raise ValueError(f"unknown pretraining corpus {corpus!r}; expected one of {CORPORA}")
     name = family_name(family)
     root = Path(cache_dir or os.environ.get(ENV_CACHE_DIR) or platformdirs.user_cache_dir("f3ocus"))
     size = "" if image_size == DEFAULT_IMAGE_SIZE else f"-{image_size}px"
-    return root / "foundation" / f"tiny-{name}{size}-{VERSION}"
+    med = "-med" if corpus == "medical" else ""
+    return root / "foundation" / f"tiny-{name}{size}{med}-{VERSION}"
 
 
 def is_complete(directory: Path) -> bool:
@@ -83,7 +103,7 @@ def is_complete(directory: Path) -> bool:
 
 def ensure_foundation(family: str, cache_dir: str | Path | None = None, *, log: Log = print,
                       force: bool = False, image_size: int = DEFAULT_IMAGE_SIZE,
-                      steps: int | None = None) -> Path:
+                      steps: int | None = None, corpus: str = "general") -> Path:
     """Return the foundation checkpoint directory, pretraining it first if it is missing.
 
     Concurrent callers (processes or threads) serialise on a file lock next to the directory; whoever
@@ -96,11 +116,12 @@ def ensure_foundation(family: str, cache_dir: str | Path | None = None, *, log: 
         force: pretrain again even if a complete checkpoint exists.
         image_size: input side of the preset.
         steps: optimiser steps (default: `DEFAULT_STEPS[family]`).
+        corpus: "general" or "medical" pretraining mix (module docstring).
 
     Returns:
         The directory, holding `save_pretrained` files of model and processor plus `foundation.json`.
     """
-    target = foundation_dir(family, cache_dir, image_size)
+    target = foundation_dir(family, cache_dir, image_size, corpus)
     if is_complete(target) and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -111,9 +132,10 @@ def ensure_foundation(family: str, cache_dir: str | Path | None = None, *, log: 
             shutil.rmtree(stale, ignore_errors=True)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         name = family_name(family)
-        log(f"pretraining foundation checkpoint tiny-{name} into {target} (one-off)")
+        log(f"pretraining foundation checkpoint tiny-{name} ({corpus} corpus) into {target} (one-off)")
         info = pretrain(name, tmp, steps=steps or DEFAULT_STEPS.get(name, FALLBACK_STEPS),
-                        batch_size=BATCH_SIZE, lr=DEFAULT_LR.get(name, LR), seed=0, log=log, image_size=image_size)
+                        batch_size=BATCH_SIZE, lr=DEFAULT_LR.get(name, LR), seed=0, log=log, image_size=image_size,
+                        corpus=corpus)
         (tmp / MARKER).write_text(json.dumps(info, indent=2, sort_keys=True))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
@@ -124,7 +146,7 @@ def ensure_foundation(family: str, cache_dir: str | Path | None = None, *, log: 
 
 def pretrain(family: str, out_dir: str | Path, *, steps: int, batch_size: int = BATCH_SIZE, lr: float = LR,
              seed: int = 0, log: Log = print, image_size: int = DEFAULT_IMAGE_SIZE,
-             train_limit: int = TRAIN_LIMIT, eval_limit: int = EVAL_LIMIT) -> dict[str, Any]:
+             train_limit: int = TRAIN_LIMIT, eval_limit: int = EVAL_LIMIT, corpus: str = "general") -> dict[str, Any]:
     """Pretrain the tiny preset of `family` on easy-vqa (all backbone parameters except unused modules,
     plus an easy-vqa answer head that is not saved) and `save_pretrained` it into `out_dir`.
 
@@ -139,6 +161,8 @@ def pretrain(family: str, out_dir: str | Path, *, steps: int, batch_size: int = 
         image_size: input side of the preset.
         train_limit: easy-vqa train questions used (seeded subset).
         eval_limit: easy-vqa test questions evaluated (seeded subset).
+        corpus: "general" (easy-vqa with background scenes) or "medical" (plus the Ultra-MedVQA questions of
+            `MEDICAL_FLAGS`, whose test questions are evaluated too).
 
     Returns:
         Metadata for `foundation.json` (steps, seconds, test / majority accuracy, versions, ...).
@@ -149,15 +173,22 @@ def pretrain(family: str, out_dir: str | Path, *, steps: int, batch_size: int = 
     from f3ocus.models.training import evaluate
 
     start = time.perf_counter()
-    answers = pretraining_answers()
+    if corpus not in CORPORA:
+        raise ValueError(f"unknown pretraining corpus {corpus!r}; expected one of {CORPORA}")
+    answers = pretraining_answers(corpus)
     model = build_vqa_model(family, SCRATCH, answers=answers, seed=seed, image_size=image_size)
     _train_everything(model)
-    train = _encode_split(model, "train", train_limit, seed)
+    train = _encode_split(model, "train", train_limit, seed, corpus)
     log(f"  {family}: {len(train)} train questions encoded in {time.perf_counter() - start:.1f} s")
     loss = _run_steps(model, train, steps=steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
-    test = _encode_split(model, "test", eval_limit, seed)
+    test = _encode_split(model, "test", eval_limit, seed, corpus)
     result = evaluate(model, test)
     majority_answer, majority = _majority(train, test)
+    medical = {}
+    if corpus == "medical":
+        medical_test = _encode_medical(model, "test")
+        medical = {"medical_flags": list(MEDICAL_FLAGS), "medical_test_accuracy": evaluate(model, medical_test).accuracy,
+                   "medical_majority_accuracy": _majority(train, medical_test)[1], "n_medical_test": len(medical_test)}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     model.backbone.save_pretrained(out_dir)
     model.processor.save_pretrained(out_dir)
@@ -165,7 +196,7 @@ def pretrain(family: str, out_dir: str | Path, *, steps: int, batch_size: int = 
             "test_accuracy": result.accuracy, "test_loss": result.loss, "n_test": result.n,
             "majority_answer": answers[majority_answer], "majority_accuracy": majority,
             "final_train_loss": loss, "n_train": len(train), "seed": seed, "lr": lr, "batch_size": batch_size,
-            "image_size": image_size, "torch_threads": torch.get_num_threads(),
+            "image_size": image_size, "torch_threads": torch.get_num_threads(), "corpus": corpus, **medical,
             "transformers_version": transformers.__version__, "torch_version": torch.__version__}
 
 
@@ -176,16 +207,21 @@ def _train_everything(model: VqaModel) -> None:
     model.head.requires_grad_(True)
 
 
-def pretraining_answers() -> list[str]:
-    """The pretraining head's answers: easy-vqa's 13 plus the background questions' answers, sorted."""
+def pretraining_answers(corpus: str = "general") -> list[str]:
+    """The pretraining head's answers: easy-vqa's 13 plus the background questions' answers (plus every
+    answer of `MEDICAL_FLAGS` for the medical corpus), sorted."""
     from f3ocus.data.backgrounds import background_answers
     from f3ocus.data.easy_vqa import easy_vqa_answers
+    from f3ocus.data.medmnist_meta import medmnist_info
+    from f3ocus.data.question_templates import all_answers
 
-    return sorted({*easy_vqa_answers(), *background_answers()})
+    medical = [answer for flag in MEDICAL_FLAGS for answer in all_answers(medmnist_info(flag))]
+    return sorted({*easy_vqa_answers(), *background_answers(), *(medical if corpus == "medical" else ())})
 
 
-def _encode_split(model: VqaModel, split: str, limit: int, seed: int) -> EncodedShard:
-    """Encode a seeded subset of an easy-vqa split, with background scenes mixed in (see `backgrounds`)."""
+def _encode_split(model: VqaModel, split: str, limit: int, seed: int, corpus: str = "general") -> EncodedShard:
+    """Encode a seeded subset of an easy-vqa split, with background scenes mixed in (see `backgrounds`),
+    and for the medical corpus the split's medical questions appended (see `_medical_rows`)."""
     from f3ocus.data.backgrounds import add_background_scenes
     from f3ocus.data.easy_vqa import load_easy_vqa
     from f3ocus.models.training import encode_examples
@@ -193,7 +229,34 @@ def _encode_split(model: VqaModel, split: str, limit: int, seed: int) -> Encoded
     rows = load_easy_vqa(split=split, limit=limit, seed=seed)
     images, questions, answers = add_background_scenes(list(rows["image"]), list(rows["question"]),
                                                        list(rows["answer"]), seed=seed + (split == "test"))
+    if corpus == "medical":
+        medical = _medical_rows(split)
+        images, questions, answers = (images + list(medical["image"]), questions + list(medical["question"]),
+                                      answers + list(medical["answer"]))
     return encode_examples(model, images, questions, answers)
+
+
+def _encode_medical(model: VqaModel, split: str) -> EncodedShard:
+    from f3ocus.models.training import encode_examples
+
+    rows = _medical_rows(split)
+    return encode_examples(model, list(rows["image"]), list(rows["question"]), list(rows["answer"]))
+
+
+def _medical_rows(split: str) -> Any:
+    """The medical corpus' rows of `split` ("train" / "test"): Ultra-MedVQA questions on synthetic MedMNIST
+    files of `MEDICAL_FLAGS`, generated at 28 px from `MEDICAL_SEED` into a temporary folder."""
+    import tempfile
+
+    from f3ocus.data.medmnist_synth import generate_medmnist_npz
+    from f3ocus.data.ultra_medvqa import build_ultra_medvqa
+
+    with tempfile.TemporaryDirectory(prefix="f3ocus-medpretrain-") as folder:
+        generate_medmnist_npz(folder, MEDICAL_FLAGS, size=28, n_train=MEDICAL_IMAGES_PER_FLAG, n_val=0, n_test=0,
+                              seed=MEDICAL_SEED)
+        rows = build_ultra_medvqa(folder, MEDICAL_FLAGS, seed=MEDICAL_SEED)
+        rows = rows.filter(lambda row: row["split"] == split)
+        return {column: list(rows[column]) for column in ("image", "question", "answer")}
 
 
 def _run_steps(model: VqaModel, shard: EncodedShard, *, steps: int, batch_size: int, lr: float,

@@ -2,7 +2,7 @@
 
 It owns `FAMILIES` (name -> `FamilySpec`), the meaning of a checkpoint string ("scratch" = tiny preset
 with seeded random weights; "foundation" = the cached tiny preset pretrained on easy-vqa, built on
-first use; anything else = a hub id or local directory for `from_pretrained`; the names and unit tables
+first use; "foundation-med" = the same with medical-style VQA in the pretraining mix; anything else = a hub id or local directory for `from_pretrained`; the names and unit tables
 that need no transformers live in `catalog`), and `units_from_config`, the meta-device unit listing.
 """
 
@@ -18,8 +18,8 @@ from torch import nn
 from transformers import AutoConfig, AutoProcessor
 
 from f3ocus.models._rng import isolated_rng
-from f3ocus.models.catalog import (BUILTIN_CHECKPOINTS, DEFAULT_IMAGE_SIZE, FOUNDATION, PRESET_PREFIX, SCRATCH,
-                                   family_name, list_units)
+from f3ocus.models.catalog import (BUILTIN_CHECKPOINTS, DEFAULT_IMAGE_SIZE, FOUNDATION, FOUNDATION_CORPUS, PRESET_PREFIX,
+                                   SCRATCH, family_name, list_units)
 from f3ocus.models.families.llava import LLAVA, LLAVA24
 from f3ocus.models.families.vilt import VILT, VILT12
 from f3ocus.models.family import FamilySpec
@@ -116,10 +116,11 @@ def load_backbone(spec: FamilySpec, checkpoint: str, *, image_size: int = DEFAUL
     if checkpoint == SCRATCH:
         with isolated_rng(seed):  # transformers initialises weights from the global RNG
             return spec.build_tiny(default_words(), image_size)
-    if checkpoint == FOUNDATION:
+    if checkpoint in FOUNDATION_CORPUS:
         from f3ocus.models.foundation import ensure_foundation  # foundation builds scratch models
 
-        checkpoint = str(ensure_foundation(spec.name, cache_dir, image_size=image_size))
+        checkpoint = str(ensure_foundation(spec.name, cache_dir, image_size=image_size,
+                                           corpus=FOUNDATION_CORPUS[checkpoint]))
     backbone = spec.model_class.from_pretrained(checkpoint, attn_implementation="eager")
     return backbone, AutoProcessor.from_pretrained(checkpoint)
 

@@ -136,7 +136,8 @@ def _shard_kind(question_types: Sequence[str] | None, n: int) -> str:
 
 
 def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_size: int, lr: float,
-                 weight_decay: float = 0.0, generator: torch.Generator, precision: str = "fp32") -> float:
+                 weight_decay: float = 0.0, generator: torch.Generator, precision: str = "fp32",
+                 head_lr: float | None = None) -> float:
     """Train the parameters that have `requires_grad` with AdamW and cross-entropy (for a multi-label shard:
     BCE with the client's class-balanced `pos_weight`, `f3ocus.models.losses.balanced_pos_weight`).
 
@@ -150,6 +151,9 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
         generator: shuffling and in-model randomness (dropout) derive from it only (a CPU generator; the
             device's dropout stream is seeded from it too).
         precision: "fp32", or "bf16" for bfloat16 autocast of forward and backward.
+        head_lr: learning rate of the answer heads' parameters (None = `lr`): a closed-set head is fresh for
+            a task whose answers the foundation never saw, and at the backbone's rate it needs far more steps
+            than a federated schedule gives.
 
     Returns:
         Mean training loss over all labelled rows seen (nan if none).
@@ -158,7 +162,10 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
     if not params:
         raise ValueError("train_epochs: no parameter requires grad (call set_trainable first)")
     device = model_device(model)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    heads = {id(param) for head in (model.head, model.multilabel_head) if head is not None for param in head.parameters()}
+    groups = [{"params": [param for param in params if id(param) not in heads]},
+              {"params": [param for param in params if id(param) in heads], "lr": lr if head_lr is None else head_lr}]
+    optimizer = torch.optim.AdamW([group for group in groups if group["params"]], lr=lr, weight_decay=weight_decay)
     was_training = model.training
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0  # summed on the device: no sync per step
     pos_weight = (balanced_pos_weight(shard.labels).to(device) if is_multilabel_target(shard.labels) else None)

@@ -23,7 +23,8 @@ def test_f3ocus_selection_with_lntk_scores_respects_budgets(tmp_path, unit_mode)
 
 # Every solver of the server step, alternating unit modes (LNTK in both modes is covered above).
 @pytest.mark.parametrize("solver,unit_mode", [("nsga2", "layer"), ("abc", "adapter"), ("aco", "layer"),
-                                              ("sa", "adapter"), ("mopso", "layer"), ("flow", "adapter")])
+                                              ("sa", "adapter"), ("mopso", "layer"), ("flow", "adapter"),
+                                              ("exact", "layer")])
 def test_every_solver_runs_a_round_within_budgets(tmp_path_factory, solver, unit_mode):
     shared = tmp_path_factory.getbasetemp() / "solvers"  # one prepared dataset for all solvers
     cfg = load_config("configs/smoke/cpu_tiny.yaml", [

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 
 import numpy as np
 import pytest
 
-from f3ocus.benchmarks import study
+from f3ocus.benchmarks import grid, study
+from f3ocus.config import to_dict
 from f3ocus.config.schema import ConfigError
 
 TRACKING = {"experiment": "t", "output_dir": "/tmp/f3ocus-study-test", "mlflow": False}
@@ -91,9 +95,25 @@ def test_study_cells_give_each_row_its_seeds_and_fix_the_protocol() -> None:
 def test_choose_cells_score_full_fine_tuning_on_validation_rows_only() -> None:
     cells = study.choose_cells(tracking=TRACKING)
 
-    assert len(cells) == len(study.CANDIDATES) * len(study.SETTINGS)
+    assert len(cells) == sum(len(study.CANDIDATES[setting.task]) for setting in study.SETTINGS)
     assert {cell.config.data.evaluate_on for cell in cells} == {"validation"}
     assert {cell.config.selection.method for cell in cells} == {"full"}
+    t2 = [cell for cell in cells if cell.task == "t2"]
+    assert {cell.config.model.checkpoint for cell in t2} == {"foundation-med"}
+    assert {cell.config.federation.head_lr for cell in t2} == {None, 0.01}
+
+
+def test_resumed_grids_keep_cells_finished_before_a_key_with_its_old_default_was_added() -> None:
+    cell = study.study_cells(tracking=TRACKING, methods=["lntk_only"], seeds=1)[0]
+    changed = dataclasses.replace(cell, config=dataclasses.replace(
+        cell.config, federation=dataclasses.replace(cell.config.federation, head_lr=0.01)))
+    payload = to_dict(cell.config)
+    payload["tracking"] = {}
+    for section, key in grid.ADDED_LATER:
+        del payload[section][key]
+
+    assert cell.config_hash == hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert changed.config_hash != cell.config_hash
 
 
 def test_unknown_study_method_is_a_config_error() -> None:
@@ -102,20 +122,35 @@ def test_unknown_study_method_is_a_config_error() -> None:
     assert error.value.field == "--methods"
 
 
-def test_choose_report_picks_the_best_mean_and_breaks_ties_towards_fewer_epochs() -> None:
+def test_choose_report_picks_per_task_the_best_mean_and_breaks_ties_towards_fewer_epochs() -> None:
     cells = {}
-    for index, _ in enumerate(study.CANDIDATES):
-        for setting in study.SETTINGS:
-            value = 0.5 if index in (0, 2) else 0.4  # candidates 0 (1 epoch) and 2 (2 epochs) tie
+    for setting in study.SETTINGS:
+        for index, _ in enumerate(study.CANDIDATES[setting.task]):
+            value = 0.5 if index in (0, 2) else 0.4  # candidates 0 and 2 tie (T1: 1 vs 2 epochs; T2: head lr)
             cells[f"{setting.task}.{setting.model}.c{index}.s0"] = _cell([0.0] + [value] * 5)
 
     report = study.choose_report(cells)
 
-    assert report["pick"]["candidate"] == 0
+    assert report["picks"]["t1"]["candidate"] == 0 and report["picks"]["t2"]["candidate"] == 0
     # Within 0.1 point of the best is a tie: fewer epochs first, then the smaller learning rate.
     cells.update({key: _cell([0.0] + [0.5009] * 5) for key in cells if ".c1." in key})
-    assert study.choose_report(cells)["pick"]["candidate"] == 0
-    assert report["pick"]["margin"] == pytest.approx([30.0] * len(study.SETTINGS))
+    assert study.choose_report(cells)["picks"]["t1"]["candidate"] == 0
+    assert report["picks"]["t1"]["margin"] == pytest.approx([30.0, 30.0])
+
+
+def test_choose_report_leaves_out_a_setting_below_the_bar_under_every_candidate() -> None:
+    cells = {}
+    for setting in study.SETTINGS:
+        for index, _ in enumerate(study.CANDIDATES[setting.task]):
+            # t2.vilt12 stays at the majority (20) under every candidate; t2.llava24 is best under candidate 3
+            value = 0.2 if setting.model == "vilt12" else 0.4 + 0.05 * index
+            cells[f"{setting.task}.{setting.model}.c{index}.s0"] = _cell([0.0] + [value] * 5)
+
+    report = study.choose_report(cells)
+
+    assert report["picks"]["t2"]["candidate"] == 3
+    assert report["picks"]["t2"]["mean"] == pytest.approx(55.0)  # the mean over the passing setting only
+    assert "left out of the study: t2.vilt12" in report["markdown"]
 
 
 def test_report_and_figures_from_finished_cells(tmp_path) -> None:

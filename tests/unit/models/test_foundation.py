@@ -81,3 +81,30 @@ def test_waiter_on_the_lock_reuses_what_the_holder_finished(tmp_path: Path, smal
     waiter.join(timeout=30)
 
     assert result == [target] and small_pretrain == []
+
+
+def test_medical_corpus_has_its_own_directory_and_pretrains_on_held_out_modalities(
+        tmp_path: Path, small_pretrain: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(foundation, "MEDICAL_IMAGES_PER_FLAG", 40)
+    assert foundation.foundation_dir("vilt", tmp_path, corpus="medical").name == "tiny-vilt-med-v2"
+    with pytest.raises(ValueError, match="corpus"):
+        foundation.foundation_dir("vilt", tmp_path, corpus="web")
+
+    path = foundation.ensure_foundation("vilt", tmp_path, log=lambda _: None, steps=2, corpus="medical")
+
+    info = json.loads((path / foundation.MARKER).read_text())
+    assert info["corpus"] == "medical" and info["medical_flags"] == list(foundation.MEDICAL_FLAGS)
+    assert info["n_medical_test"] == 2 * 8 and 0 <= info["medical_test_accuracy"] <= 1  # 20 % of 40 per flag
+    assert not foundation.foundation_dir("vilt", tmp_path).exists()  # the general corpus is not built
+    model = build_vqa_model("vilt", "foundation-med", answers=["yes", "no"], cache_dir=tmp_path)
+    assert list(model.units) == list_units("vilt", "foundation-med")
+
+
+def test_medical_corpus_holds_no_t2_modality() -> None:
+    """The T2 study setting's clients are MedMNIST modalities the medical foundation never saw."""
+    from f3ocus.config import load_config
+
+    t2 = load_config(Path(__file__).resolve().parents[3] / "configs" / "study" / "t2_modality.yaml")
+    assert set(foundation.MEDICAL_FLAGS).isdisjoint(t2.data.modalities)
+    general, medical = foundation.pretraining_answers(), foundation.pretraining_answers("medical")
+    assert set(general) < set(medical) and {"x-ray", "microscopy", "chest", "kidney"} <= set(medical)

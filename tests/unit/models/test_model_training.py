@@ -73,3 +73,18 @@ def test_evaluate_counts_unknown_answers_wrong_and_excludes_them_from_loss(famil
     assert perfect.loss < result.loss or math.isclose(perfect.loss, result.loss)
     unknown = evaluate(model, EncodedShard(tensors=shard.tensors, labels=torch.full((6,), -1)))
     assert unknown.accuracy == 0.0 and math.isnan(unknown.loss)
+
+
+def test_head_lr_moves_the_answer_head_at_its_own_rate() -> None:
+    """AdamW's first step moves every parameter with a gradient by its group's lr (|m / sqrt(v)| = 1)."""
+    model, shard = _shard("vilt", n=4)
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+
+    train_epochs(model, shard, epochs=1, batch_size=4, lr=1e-4, head_lr=1e-2, generator=torch.Generator().manual_seed(0))
+
+    moved = {name: float((param.detach() - before[name]).abs().max()) for name, param in model.named_parameters()}
+    heads = [name for name in moved if name.startswith("head.")]
+    body = [name for name in moved if not name.startswith("head.") and moved[name] > 0]
+    assert heads and body
+    assert all(abs(moved[name] - 1e-2) < 1e-4 for name in heads)
+    assert all(moved[name] < 1.01e-4 for name in body)
