@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from f3ocus.sweeps.tracking import wait_for_http
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_ports
 
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT_S = 240
@@ -48,8 +48,8 @@ class LocalCluster:
         self.stop()
 
     def start_head(self, num_cpus: int, resources: dict | None = None, dashboard: bool = True) -> None:
-        port, dashboard_port = free_port(), free_port()
-        args = ["--head", "--port", str(port), "--ray-client-server-port", str(free_port())]
+        port, dashboard_port, client_port = free_ports(3)
+        args = ["--head", "--port", str(port), "--ray-client-server-port", str(client_port)]
         if dashboard:
             args += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)]
         else:
@@ -77,13 +77,14 @@ class LocalCluster:
     def _start(self, args: list[str], num_cpus: int, resources: dict | None) -> None:
         temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
         log = temp_dir.with_suffix(".log")
+        ports = free_ports(6)  # reserved together: two components never get one port
         command = [str(BIN / "ray"), "start", "--block", *args, "--node-ip-address", "127.0.0.1",
                    "--num-cpus", str(num_cpus), "--resources", json.dumps(resources or {}),
                    "--object-store-memory", str(200 * 1024 * 1024), "--temp-dir", str(temp_dir),
-                   "--disable-usage-stats", "--node-manager-port", str(free_port()),
-                   "--object-manager-port", str(free_port()), "--metrics-export-port", str(free_port()),
-                   "--dashboard-agent-listen-port", str(free_port()),
-                   "--dashboard-agent-grpc-port", str(free_port()), "--runtime-env-agent-port", str(free_port())]
+                   "--disable-usage-stats", "--node-manager-port", str(ports[0]),
+                   "--object-manager-port", str(ports[1]), "--metrics-export-port", str(ports[2]),
+                   "--dashboard-agent-listen-port", str(ports[3]),
+                   "--dashboard-agent-grpc-port", str(ports[4]), "--runtime-env-agent-port", str(ports[5])]
         with open(log, "wb") as out:
             process = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)

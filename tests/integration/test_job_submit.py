@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_ports
 
 pytestmark = [pytest.mark.ray, pytest.mark.integration, pytest.mark.slow]
 
@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture
 def ray_cluster():
-    port, dashboard = free_port(), free_port()
+    port, dashboard = free_ports(2)
     # Ray's unix sockets live under --temp-dir and must fit in 107 bytes: pytest's tmp_path is too long.
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     # The job's `python` is resolved on the cluster's PATH: make it this venv's interpreter.
