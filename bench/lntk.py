@@ -1,4 +1,4 @@
-"""Benchmark of the LNTK scorer (METHOD.md §2): time per kernel × solver vs one local epoch, and memory vs k.
+"""Benchmark of the LNTK scorer (docs/METHOD.md §2): time per kernel × solver vs one local epoch, and memory vs k.
 
 Run:   HF_HUB_OFFLINE=1 .venv/bin/python bench/lntk.py            (~10-20 min on 2 busy cores)
 Quick: HF_HUB_OFFLINE=1 .venv/bin/python bench/lntk.py --families llava --no-memory

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 def print_summary(result: dict[str, Any], show: Callable[[str], None] = print) -> None:
     """Print the per-client table (final accuracy vs the majority-answer baseline) and how to open MLflow.
 
-    With multi-label clients (F1-scored, METHOD.md §5 T4-T6) two more columns give their micro-F1 and the
+    With multi-label clients (F1-scored, docs/METHOD.md §5 T4-T6) two more columns give their micro-F1 and the
     majority baseline's (the most frequent train label set), and a last line the unified score.
     """
     final, baseline = result["final"], result["majority_baseline"]

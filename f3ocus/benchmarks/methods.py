@@ -1,4 +1,4 @@
-"""The methods the paper compares (METHOD.md §5), each as config overrides of one experiment.
+"""The methods the paper compares (docs/METHOD.md §5), each as config overrides of one experiment.
 
 Every method runs through the same engine; a method is only a choice of selector (`selection.method`), client
 scorer (`selection.scorer`) and unit mode (`model.unit_mode`: what a unit trains). Two groups:
@@ -48,7 +48,7 @@ def _peft(name: str, label: str, unit_mode: str) -> Method:
     return Method(name, label, "peft", {"selection.method": "full", "model.unit_mode": unit_mode})
 
 
-# Table A, in the paper's order (METHOD.md §5 lists the baselines, then LNTK-only and F3OCUS).
+# Table A, in the paper's order (docs/METHOD.md §5 lists the baselines, then LNTK-only and F3OCUS).
 SELECTION_METHODS: tuple[Method, ...] = (
     _rule("fd", "Federated Dropout", "fed_dropout"),
     _rule("last_k", "Last-K", "last_k"),

@@ -1,4 +1,4 @@
-"""`f3ocus bench paper`: the paper's comparison (METHOD.md §5) as a resumable grid of ordinary experiments.
+"""`f3ocus bench paper`: the paper's comparison (docs/METHOD.md §5) as a resumable grid of ordinary experiments.
 
     f3ocus bench paper [--quick] [--seeds K] [--tasks t1,t4] [--methods f3ocus,snip] [--models vilt,blip]
                        [--jobs 2] [--engine local|ray] [--output-dir runs] [--set key=value ...]

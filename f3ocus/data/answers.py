@@ -1,6 +1,6 @@
 """Answer handling for closed-set VQA: normalisation, the answer vocabulary and accuracy.
 
-METHOD.md §5 reports accuracy for the VQA tasks (T1-T3). The platform scores a prediction by exact
+docs/METHOD.md §5 reports accuracy for the VQA tasks (T1-T3). The platform scores a prediction by exact
 match after `normalize_answer`; the answer vocabulary is the set of normalised train answers, and a
 predicted answer outside it is simply wrong (no partial credit).
 """

@@ -1,6 +1,6 @@
 """Synthetic chest X-rays with multi-label findings, written in the NIH ChestX-ray14 layout `f3ocus.data.cxr` reads.
 
-Open-I and MIMIC-CXR are unreachable here (METHOD.md §6), so T4-T6 run offline on generated images that go
+Open-I and MIMIC-CXR are unreachable here (docs/METHOD.md §6), so T4-T6 run offline on generated images that go
 through the real loader: `out_dir/train.csv` and `out_dir/test.csv` with NIH's `Image Index` and
 `Finding Labels` columns ("Cardiomegaly|Effusion", "Pleural_Thickening", "No Finding") and grayscale PNGs
 in `out_dir/images/`. Each image is a torso (body ellipse, two dark lungs with rib texture, a heart,
@@ -25,7 +25,7 @@ from PIL import Image
 
 from f3ocus.data.multilabel import CXR_FINDINGS
 
-# DEVIATION: the paper uses Open-I / MIMIC-CXR radiographs; these are generated stand-ins (METHOD.md §6).
+# DEVIATION: the paper uses Open-I / MIMIC-CXR radiographs; these are generated stand-ins (docs/METHOD.md §6).
 SIZE = 32
 FINDINGS: tuple[str, ...] = CXR_FINDINGS[:14]  # without "no finding"
 NIH_NAMES: tuple[str, ...] = tuple(name.title().replace(" ", "_") for name in FINDINGS)  # "Pleural_Thickening"

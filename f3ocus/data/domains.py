@@ -1,7 +1,7 @@
 """T1's offline stand-in: easy-vqa under five image-domain shifts, one client per shift.
 
 The paper's T1 clients are five medical VQA sets that differ in scanners, sites and protocols (SLAKE,
-VQA-RAD, VQA-Med 2019/2020/2021). Those are unreachable here (METHOD.md §6), so this builder simulates
+VQA-RAD, VQA-Med 2019/2020/2021). Those are unreachable here (docs/METHOD.md §6), so this builder simulates
 a domain gap, not medicine: it draws disjoint seeded subsets of the real easy-vqa questions (train from
 easy-vqa's train split, test from its test split), gives each subset one shift of `DOMAINS` and makes it
 a client (`modality` = the shift name; partition naturally by modality). The shifts are deterministic

@@ -6,7 +6,7 @@ names verbatim, n_channels). The `medmnist` package itself is not imported: it p
 unpinned torch and downloads at run time. Modality and anatomy strings are ours (lower-case, short, one
 per MedMNIST "Data Modality" entry); `answers` are our short answer phrasings of the label names, in
 label-index order, used as VQA answers; `label_question` says which Ultra-MedVQA question type asks
-for the label (METHOD.md §5: diagnosis, grading, tissue, other attributes).
+for the label (docs/METHOD.md §5: diagnosis, grading, tissue, other attributes).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Synthetic stand-ins for MedMNIST-v2 2D `.npz` files, in the exact MedMNIST file format.
 
-MedMNIST downloads are unreachable here (METHOD.md §6), so the Ultra-MedVQA builder is fed generated
+MedMNIST downloads are unreachable here (docs/METHOD.md §6), so the Ultra-MedVQA builder is fed generated
 files with the real keys, dtypes and shapes: `train_images`, `train_labels`, `val_images`, `val_labels`,
 `test_images`, `test_labels`; images uint8 (N, H, W) or (N, H, W, 3); labels uint8 (N, 1), or (N, C)
 0/1 for multi-label. Each dataset gets a look of its own (channels, tint, background, texture
@@ -22,7 +22,7 @@ import numpy as np
 from f3ocus.data.medmnist_meta import FLAGS, MedMnistInfo, medmnist_info
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-# DEVIATION: the paper uses the real MedMNIST-v2 images; these are generated stand-ins (METHOD.md §6).
+# DEVIATION: the paper uses the real MedMNIST-v2 images; these are generated stand-ins (docs/METHOD.md §6).
 _CHUNK = 256  # images per vectorised batch: bounds memory at 224x224
 FINDING_RATE = 0.2  # P(finding present) per multi-label class
 JITTER = 0.2  # std of a mark's centre, in grid cells

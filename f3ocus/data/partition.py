@@ -1,7 +1,7 @@
 """Partitioners: pure functions that assign every row of a VQA dataset to a client.
 
 Each returns a new Dataset whose `client` column is set and leaves its input untouched. `natural`
-uses a column's value (modality, source: METHOD.md §5 T2/T3 modality clients), `dirichlet` draws
+uses a column's value (modality, source: docs/METHOD.md §5 T2/T3 modality clients), `dirichlet` draws
 per-label client proportions from Dir(alpha) (T4/T5 label shift) and `iid` deals rows out evenly.
 Train and test rows are partitioned with the same proportions, so each client's test split mirrors its
 train split. Client names for dirichlet/iid are `client_00`, `client_01`, ...

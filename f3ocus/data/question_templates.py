@@ -1,6 +1,6 @@
 """The Ultra-MedVQA question phrasings: 2-3 templates per question type, and which types apply to a dataset.
 
-METHOD.md §5 (T3) names the question types (modality, anatomy, diagnosis, grading, tissue, other
+docs/METHOD.md §5 (T3) names the question types (modality, anatomy, diagnosis, grading, tissue, other
 attributes) but the paper does not publish its templates, so these phrasings are ours. They live apart
 from the builder so that `f3ocus.data.vocabulary` can enumerate every question the builder can emit
 without building anything. Multi-label datasets (chestmnist) ask yes/no questions with a `{finding}`

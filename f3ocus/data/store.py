@@ -3,14 +3,14 @@
 `FederatedStore` is what workers open: it knows the sorted client names, the closed answer
 vocabulary (VQA rows only), the multi-label classes (`findings`) and each client's task kind, each
 client's train/test row indices (so a shard is a `select`, never a scan), each client's train size (the
-FedAvg weight, METHOD.md §4) and majority train answer (a baseline), and a fingerprint used by
+FedAvg weight, docs/METHOD.md §4) and majority train answer (a baseline), and a fingerprint used by
 `f3ocus.data.prepare` to decide whether a cached store is still valid, and what data preparation dropped
 (`bad_rows`: rows skipped under `data.on_bad_row: skip`, per reason) or could not fix
 (`unseen_test_answers`: VQA test rows whose answer is no train answer, always scored wrong). Layout:
 `out_dir/dataset/` (datasets' save_to_disk) and `out_dir/meta.json`, written last.
 
 Multi-label rows (`question_type == "multilabel"`, `f3ocus.data.multilabel`) and VQA rows may share a
-store (task heterogeneity, METHOD.md §5 T6), but not a client: a client holds one task kind ("vqa" or
+store (task heterogeneity, docs/METHOD.md §5 T6), but not a client: a client holds one task kind ("vqa" or
 "multilabel"), since its shard is encoded, trained and scored through one head. Multi-label answers are
 not answers of the closed VQA answer set. `findings` is the fixed list of all 15 `CXR_FINDINGS` when
 the store holds any multi-label row (empty otherwise): the multi-label head's size then does not depend

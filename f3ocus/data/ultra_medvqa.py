@@ -1,4 +1,4 @@
-"""Ultra-MedVQA (METHOD.md §5, task T3): VQA triplets built from MedMNIST-v2 2D `.npz` labels.
+"""Ultra-MedVQA (docs/METHOD.md §5, task T3): VQA triplets built from MedMNIST-v2 2D `.npz` labels.
 
 It owns reading and validating MedMNIST `.npz` files (real ones at 28/64/128/224 px, or the synthetic
 ones of `f3ocus.data.medmnist_synth`) and turning each image into one question with its answer. One

@@ -1,4 +1,4 @@
-"""Masked FedAvg (METHOD.md §4 step 5): each unit is averaged over the clients that trained it.
+"""Masked FedAvg (docs/METHOD.md §4 step 5): each unit is averaged over the clients that trained it.
 
 For every tensor, the new global value is the |D_i|-weighted mean over the updates that contain it;
 a tensor nobody sent keeps its global value. Pure function: no I/O, no Ray, inputs are not mutated.

@@ -1,6 +1,6 @@
 """The coordinator: holds the global state, runs selection and aggregation, and is the only logger.
 
-`run_round` is METHOD.md §4 step by step: broadcast -> score -> select -> train -> aggregate ->
+`run_round` is docs/METHOD.md §4 step by step: broadcast -> score -> select -> train -> aggregate ->
 evaluate -> log. The coordinator holds no model and sees no data: it knows the units, the tensors of
 the global state, client names, example counts and budgets. It runs in-process (`LocalPool`, tests)
 or as a Ray actor that owns a `RayPool` of client actors. Everything needed to continue a run lives in
@@ -139,7 +139,7 @@ class Coordinator:
         return record
 
     def run_round(self, round_idx: int) -> dict[str, Any]:
-        """One round of METHOD.md §4; returns the round's record (also appended to the history)."""
+        """One round of docs/METHOD.md §4; returns the round's record (also appended to the history)."""
         start = time.perf_counter()
         self.progress_now.round_idx = round_idx
         self._reset_faults()

@@ -1,4 +1,4 @@
-"""What the clients' evaluation reports add up to, per round and for the majority baseline (METHOD.md §5).
+"""What the clients' evaluation reports add up to, per round and for the majority baseline (docs/METHOD.md §5).
 
 VQA clients are scored by accuracy (T1-T3), multi-label classification clients by F1 (T4-T6); a task-
 heterogeneous federation (T6) has both. The round record, the MLflow metrics and `result.json` use:

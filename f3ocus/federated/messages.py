@@ -130,7 +130,8 @@ class EvalReport:
 
     @property
     def score(self) -> float:
-        """The client's headline metric (`eval/score`): accuracy for VQA, micro-F1 for multi-label (METHOD.md §5)."""
+        """The client's headline metric (`eval/score`): accuracy for VQA, micro-F1 for multi-label
+        (docs/METHOD.md §5)."""
         return float(self.f1) if self.kind == MULTILABEL and self.f1 is not None else self.accuracy
 
 

@@ -19,7 +19,7 @@ def format_round(record: dict[str, Any], progress: Progress) -> str:
     failed = f" failed {record['failed_clients']}" if record["failed_clients"] else ""
     if record.get("retries"):
         failed += f" retried {record['retries']}"
-    # Runs with multi-label clients (METHOD.md §5 T4-T6) also show their F1 and the unified score.
+    # Runs with multi-label clients (docs/METHOD.md §5 T4-T6) also show their F1 and the unified score.
     f1 = f" f1 {record['f1']:.3f} score {record['score']:.3f}" if record.get("f1") is not None else ""
     return (f"round {record['round']}/{progress.rounds}: acc {record['accuracy']:.3f}{f1} loss {record['loss']:.3f}"
             f"{train} up {record['bytes_up'] / 1e6:.2f} MB {record['seconds']:.1f}s ETA {_eta(progress)}{failed}")

@@ -1,4 +1,4 @@
-"""Top eigenvalue of a layerwise kernel J Jᵀ (METHOD.md §2): exact from rows of J, or matrix-free.
+"""Top eigenvalue of a layerwise kernel J Jᵀ (docs/METHOD.md §2): exact from rows of J, or matrix-free.
 
 Pure linear algebra, no model in sight. `top_eigenvalue_exact` forms the smaller of the two Grams
 J Jᵀ (m × m) and Jᵀ J (p × p) in float64 and calls `eigvalsh`; both share their non-zero spectrum,

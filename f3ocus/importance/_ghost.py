@@ -1,4 +1,4 @@
-"""Per-unit Gram of per-sample loss gradients from one forward + one backward ("ghost" kernel, METHOD.md §2).
+"""Per-unit Gram of per-sample loss gradients from one forward + one backward ("ghost" kernel, docs/METHOD.md §2).
 
 The "grad" LNTK kernel of unit l is K^l_ij = <∇_{θ^l} ℓ_i, ∇_{θ^l} ℓ_j> (n × n), ℓ_i the loss of sample i
 (`f3ocus.models.losses.per_sample_loss`: cross-entropy, or BCE summed over classes for multi-label rows).

@@ -1,4 +1,4 @@
-"""The two LNTK kernels as functions of one unit's tensors, and their Jacobians (METHOD.md §2).
+"""The two LNTK kernels as functions of one unit's tensors, and their Jacobians (docs/METHOD.md §2).
 
 A kernel is a map θ^l -> y ∈ R^m evaluated with `torch.func.functional_call`, the unit's tensors
 being the only differentiated arguments (every other tensor of the model is a constant):

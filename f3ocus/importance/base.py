@@ -2,7 +2,7 @@
 
 Scorers run on the client, on the current global model, every round. They must leave the model as
 they found it: weights, `.grad`, `requires_grad` and train/eval mode. Higher means more important; the
-scores of one client are normalised to sum to 1 (as the paper's S_i^l, METHOD.md §2), so the server
+scores of one client are normalised to sum to 1 (as the paper's S_i^l, docs/METHOD.md §2), so the server
 can compare clients. The LNTK scorer of the F3OCUS issue implements this same interface.
 """
 
@@ -26,7 +26,7 @@ class ImportanceScorer(Protocol):
 
 
 def normalise(raw: np.ndarray) -> np.ndarray:
-    """S^l = raw^l / sum_k raw^k (METHOD.md §2); all-zero input gives the uniform distribution."""
+    """S^l = raw^l / sum_k raw^k (docs/METHOD.md §2); all-zero input gives the uniform distribution."""
     raw = np.clip(np.asarray(raw, dtype=np.float64), 0.0, None)  # (L,)
     total = raw.sum()
     return raw / total if total > 0 else np.full_like(raw, 1.0 / raw.size)

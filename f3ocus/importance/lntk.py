@@ -1,4 +1,4 @@
-"""LNTK importance (METHOD.md §2): S^l = λ₁(Θ^l) / Σ_k λ₁(Θ^k), Θ^l = J_l J_lᵀ, J_l = ∂y(X)/∂θ^l.
+"""LNTK importance (docs/METHOD.md §2): S^l = λ₁(Θ^l) / Σ_k λ₁(Θ^k), Θ^l = J_l J_lᵀ, J_l = ∂y(X)/∂θ^l.
 
 The client-side scorer of F3OCUS. θ^l are the tensors unit l would train in the model's unit mode
 (the block's weights, or its LoRA A/B tensors: with B = 0 at init J w.r.t. A is zero and the score
@@ -30,7 +30,7 @@ instead of n·k (k = 13 here), ~k× less work.
 Use "logit" to follow the paper's Θ^l literally, and "matfree" when n·k·p_l floats of the largest unit
 do not fit `max_jacobian_bytes` (k in the thousands): exact then raises MemoryError and says so.
 # DEVIATION: the paper's Θ^l is on the outputs f; the default kernel is the per-sample loss-gradient
-# Gram (METHOD.md §2 leaves it open), chosen for speed; `lntk_exact_logit` is the literal variant.
+# Gram (docs/METHOD.md §2 leaves it open), chosen for speed; `lntk_exact_logit` is the literal variant.
 # `lntk_exact_grad` (the default before the ghost solver) gives the same values, slower.
 Devices and precision: every tensor is made on the model's device (the Lanczos start vector is drawn
 from a CPU generator, then moved, so it is the same on every device). Under `federation.precision: bf16`
@@ -74,7 +74,7 @@ _COTANGENTS_PER_PASS = 4
 
 
 class LntkScorer:
-    """Principal eigenvalue of each unit's layerwise kernel, normalised over units (METHOD.md §2).
+    """Principal eigenvalue of each unit's layerwise kernel, normalised over units (docs/METHOD.md §2).
 
     Attributes:
         name: registry key / MLflow tag ("lntk" for the default, else "lntk_<solver>_<kernel>").

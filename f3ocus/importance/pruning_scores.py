@@ -1,6 +1,6 @@
 """Pruning saliencies lifted to units: the paper's Magnitude, SNIP, GraSP, GradFlow, RGN and SynFlow baselines.
 
-The F3OCUS paper (METHOD.md §5) compares its LNTK scores with layer-selection baselines, most of them
+The F3OCUS paper (docs/METHOD.md §5) compares its LNTK scores with layer-selection baselines, most of them
 pruning criteria defined per *weight*. Each is lifted here to a per-unit importance that the `top_k`
 selector turns into a per-client mask (higher = train it). θ_u are the tensors unit u trains in the
 current unit mode (`VqaModel.unit_parameter_names()`: block weights in layer mode, LoRA tensors in

@@ -1,10 +1,10 @@
 """Scorer registry: config `selection.scorer` -> a zero-argument factory of the scorer.
 
-LNTK variants (METHOD.md §2) are registered by name, since the config carries only the name:
+LNTK variants (docs/METHOD.md §2) are registered by name, since the config carries only the name:
 `lntk` (default: per-sample loss-gradient kernel, one-pass "ghost" solver; see `lntk.py` for why),
 `lntk_ghost_grad` (the same, by its explicit name), `lntk_exact_grad`, `lntk_matfree_grad`,
 `lntk_exact_logit`, `lntk_matfree_logit`.
-The paper's layer-selection baselines (METHOD.md §5), each turned into a mask by the `top_k` selector:
+The paper's layer-selection baselines (docs/METHOD.md §5), each turned into a mask by the `top_k` selector:
 `magnitude`, `snip`, `grasp`, `gradflow`, `rgn`, `synflow` (pruning_scores.py), `fisher` (FishMask,
 fisher.py), `spt` (sensitivity.py), `fedselect` (local_update.py); these names are a fixed contract.
 """

@@ -3,7 +3,7 @@
 What a batch is follows from its labels' rank, so no caller needs a flag:
 - VQA rows: labels (n,) long answer indices, -1 = outside the closed answer set (no loss); cross-entropy
   over the answer logits (n, A).
-- Multi-label rows (METHOD.md §5 T4-T6): labels (n, C) float multi-hot targets; binary cross-entropy with
+- Multi-label rows (docs/METHOD.md §5 T4-T6): labels (n, C) float multi-hot targets; binary cross-entropy with
   logits over the multi-label logits (n, C) (what `VqaModel` returns for inputs with the multi-label marker).
 
 `per_sample_loss` is ℓ_i, the loss whose per-sample gradients the LNTK "grad" kernel and the ghost Grams

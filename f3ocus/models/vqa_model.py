@@ -8,7 +8,7 @@ writing the flat state of selected units (the only thing clients and server exch
 stays a plain transformers model (LoRA is injected in place, no PeftModel wrapper), so family `pool`
 functions and `save_pretrained` see the same module tree in every mode.
 
-Multi-label classification (METHOD.md §5 T4-T6): a model built with `findings` has a second head,
+Multi-label classification (docs/METHOD.md §5 T4-T6): a model built with `findings` has a second head,
 `multilabel_head` (one logit per finding, trained with binary cross-entropy). Which head answers is
 decided by the inputs: encoded multi-label rows carry the marker `MULTILABEL_INPUT` (a (B,) bool tensor,
 all True; `f3ocus.models.training.encode_examples` adds it), and `model(**inputs)` then returns the

@@ -1,4 +1,4 @@
-"""Pick one point of a Pareto front (METHOD.md §3 leaves this open): `knee` (default) or `pseudo_weights`.
+"""Pick one point of a Pareto front (docs/METHOD.md §3 leaves this open): `knee` (default) or `pseudo_weights`.
 
 `knee`: normalise both minimised objectives to [0, 1] over the front and take the point farthest below the
 line joining the two extremes (the largest bulge towards the ideal point); ties -> the more important one.

@@ -1,4 +1,4 @@
-"""The F3OCUS server step as a selector (METHOD.md §3–§4), and LNTK-only (the paper's client-only ablation).
+"""The F3OCUS server step as a selector (docs/METHOD.md §3–§4), and LNTK-only (the paper's client-only ablation).
 
 `F3ocusSelector` builds the bi-objective problem from the reported scores, solves it with the configured
 solver, picks one front point with the configured decision rule and returns it with the whole front.

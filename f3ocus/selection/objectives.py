@@ -1,4 +1,4 @@
-"""The two F3OCUS objectives (METHOD.md §3) as vectorised pure functions, plus the pymoo `Problem` adapter.
+"""The two F3OCUS objectives (docs/METHOD.md §3) as vectorised pure functions, plus the pymoo `Problem` adapter.
 
 Decision matrix X is (P, N·L) bool: row p is a flattened (N, L) mask, client-major. F is (P, 2) and
 minimised, as pymoo expects: F[:, 0] = −importance, F[:, 1] = histogram variance.

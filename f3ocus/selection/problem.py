@@ -1,4 +1,4 @@
-"""The F3OCUS server problem as data: client scores (N, L) and budgets (N,), validated once (METHOD.md §3).
+"""The F3OCUS server problem as data: client scores (N, L) and budgets (N,), validated once (docs/METHOD.md §3).
 
 Everything downstream (objectives, operators, solvers, the CLI) takes a `SelectionProblem`, so malformed
 input is rejected here with one clear message instead of deep inside a solver.

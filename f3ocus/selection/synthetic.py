@@ -1,6 +1,6 @@
 """Synthetic F3OCUS server problems shaped like real LNTK scores, for tests and `bench/solvers.py`.
 
-Real normalised LNTK scores (METHOD.md §2) are peaked: a few units carry most of a client's importance,
+Real normalised LNTK scores (docs/METHOD.md §2) are peaked: a few units carry most of a client's importance,
 and clients of one model tend to agree on which units those are. `lntk_like_problem` draws each row as
 a normalised log-normal, S_il ∝ exp(σ z_il), with z_il either independent across clients or sharing a
 per-unit component (z_il = ρ c_l + √(1 − ρ²) e_il), and heterogeneous budgets drawn uniformly from

@@ -5,7 +5,7 @@ directory and logs them). Figures are drawn on a matplotlib `Figure` with an exp
 through pyplot, so no global figure state or GUI backend is involved (the coordinator may be a Ray actor).
 
 Conventions:
-- Objectives follow METHOD.md §3 and reuse `f3ocus.selection.objectives`. Importance is computed on
+- Objectives follow docs/METHOD.md §3 and reuse `f3ocus.selection.objectives`. Importance is computed on
   row-normalised scores (METHOD §2, the same normalisation `F3ocusSelector` solves on), so for the F3OCUS
   selector the chosen mask's importance equals `front_F[chosen, 0]`; variance is the population variance
   (1/L) Σ_l (n_l − n̄)² of the selection histogram.

@@ -1,4 +1,4 @@
-"""Multi-objective simulated annealing (SA) on binary masks (METHOD.md §3, one of the paper's five solvers).
+"""Multi-objective simulated annealing (SA) on binary masks (docs/METHOD.md §3, one of the paper's five solvers).
 
 pymoo has no SA, hence this numpy implementation. `pop_size` independent chains run in lock-step (one
 vectorised evaluation per step). Each chain minimises a Tchebycheff scalarisation whose weight rotates:

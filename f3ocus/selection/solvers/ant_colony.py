@@ -1,4 +1,4 @@
-"""Multi-objective Ant Colony Optimisation (ACO) on binary masks (METHOD.md §3, one of the paper's five solvers).
+"""Multi-objective Ant Colony Optimisation (ACO) on binary masks (docs/METHOD.md §3, one of the paper's five solvers).
 
 pymoo has no ACO, hence this numpy implementation (MAX-MIN style, one colony per objective weighting).
 Colony k has weight w_k on importance and its own pheromone τ_k (N, L). An ant builds a feasible mask

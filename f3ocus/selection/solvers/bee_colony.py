@@ -1,4 +1,4 @@
-"""Multi-objective Artificial Bee Colony (ABC) on binary masks (METHOD.md §3, one of the paper's five solvers).
+"""Multi-objective Artificial Bee Colony (ABC) on binary masks (docs/METHOD.md §3, one of the paper's five solvers).
 
 pymoo has no ABC, hence this numpy implementation. Food sources are feasible masks, each bound to a fixed
 weight on the Tchebycheff scalarisation (weights spread over [0, 1]) so the colony covers the whole front;

@@ -1,4 +1,4 @@
-"""Binary multi-objective PSO (MOPSO) on masks (METHOD.md §3, one of the paper's five solvers).
+"""Binary multi-objective PSO (MOPSO) on masks (docs/METHOD.md §3, one of the paper's five solvers).
 
 pymoo has no binary MOPSO, hence this numpy implementation. It follows Kennedy & Eberhart's binary PSO:
 velocities v are real, bit j is set with probability sigmoid(v_j), and v accumulates the pulls towards the

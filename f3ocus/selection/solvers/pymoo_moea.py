@@ -1,5 +1,5 @@
 """NSGA-II for the F3OCUS problem through pymoo, with budget-feasible sampling, set crossover, swap mutation
-and the shared repair (METHOD.md §3: the paper's first and default solver).
+and the shared repair (docs/METHOD.md §3: the paper's first and default solver).
 
 pymoo's own BinaryRandomSampling / bit-flip operators ignore the per-client budgets; they are replaced by
 the operators in `f3ocus.selection.operators`. The initial population is seeded (`local_search.seeded_start`:

@@ -1,4 +1,4 @@
-"""Task-heterogeneous federations (METHOD.md §5 T6): VQA clients scored by accuracy, multi-label clients by
+"""Task-heterogeneous federations (docs/METHOD.md §5 T6): VQA clients scored by accuracy, multi-label clients by
 F1; each client trains and uploads only its own task's head; eval/score averages the two."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The paper's layer-selection baseline scorers (METHOD.md §5) against explicit references, and their contract.
+"""The paper's layer-selection baseline scorers (docs/METHOD.md §5) against explicit references, and their contract.
 
 References are computed independently of the scorers: gradients from a plain forward + `autograd.grad`,
 per-sample gradients from one forward per sample, the Hessian densely (`torch.autograd.functional.hessian`),

@@ -1,4 +1,4 @@
-"""Eigen-solvers of the LNTK scorer (METHOD.md §2) on matrices with hand-known spectra."""
+"""Eigen-solvers of the LNTK scorer (docs/METHOD.md §2) on matrices with hand-known spectra."""
 
 from __future__ import annotations
 

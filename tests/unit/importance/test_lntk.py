@@ -1,4 +1,4 @@
-"""LNTK scorer (METHOD.md §2): λ₁ per unit against a dense reference, the scorer contract, the registry."""
+"""LNTK scorer (docs/METHOD.md §2): λ₁ per unit against a dense reference, the scorer contract, the registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SelectionProblem validation and the two objectives on hand-computed examples (METHOD.md §3)."""
+"""SelectionProblem validation and the two objectives on hand-computed examples (docs/METHOD.md §3)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Selection artifacts: objectives, ranks, payload and figures on hand-computed values (METHOD.md §2-§3)."""
+"""Selection artifacts: objectives, ranks, payload and figures on hand-computed values (docs/METHOD.md §2-§3)."""
 
 import json
 
