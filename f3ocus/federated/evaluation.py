@@ -7,10 +7,12 @@ heterogeneous federation (T6) has both. The round record, the MLflow metrics and
 - `accuracy` (`eval/acc`): mean accuracy over the VQA clients. A federation without VQA clients
   (T4/T5) reports the mean subset accuracy of its multi-label clients instead, so every run has an
   `eval/acc` (progress line, sweeps, dashboards); `metric` in the final summary says which headline applies;
-- `f1`, `f1_macro`, `subset_accuracy` (`eval/f1`, `eval/f1_macro`, `eval/subset_acc`): means over the
-  multi-label clients, present only when the federation has one;
+- `f1`, `f1_macro`, `auroc_macro`, `subset_accuracy` (`eval/f1`, `eval/f1_macro`, `eval/auroc_macro`,
+  `eval/subset_acc`): means over the multi-label clients, present only when the federation has one
+  (macro-AUROC ranks the logits, so it does not flip as F1 does when outputs cross the 0.5 threshold);
 - `loss` (`eval/loss`): mean over all clients (cross-entropy for VQA, BCE for multi-label clients).
-Per client: `client/<c>/acc`, `/loss` for every client, `/f1`, `/f1_macro` for multi-label clients.
+Per client: `client/<c>/acc`, `/loss` for every client, `/f1`, `/f1_macro`, `/auroc_macro` for multi-label
+clients.
 Pure functions on messages and records: no I/O.
 """
 
@@ -52,6 +54,7 @@ def summarise_reports(reports: list[EvalReport], kinds: Mapping[str, str]) -> di
     }
     if MULTILABEL in federation_kinds:
         summary.update(f1=_mean(report.f1 for report in multi), f1_macro=_mean(report.f1_macro for report in multi),
+                       auroc_macro=_mean(report.auroc_macro for report in multi),
                        subset_accuracy=_mean(report.accuracy for report in multi))
     return summary
 
@@ -61,7 +64,7 @@ def client_entry(report: EvalReport) -> dict[str, Any]:
     entry = {"accuracy": report.accuracy, "loss": report.loss, "n": report.num_examples, "kind": report.kind,
              "score": report.score}
     if report.kind == MULTILABEL:
-        entry.update(f1=report.f1, f1_macro=report.f1_macro)
+        entry.update(f1=report.f1, f1_macro=report.f1_macro, auroc_macro=report.auroc_macro)
     return entry
 
 
@@ -71,17 +74,21 @@ def score_metrics(record: dict[str, Any]) -> dict[str, float]:
     if "f1" in record:
         metrics.update({names.EVAL_F1: record["f1"], names.EVAL_F1_MACRO: record["f1_macro"],
                         names.EVAL_SUBSET_ACC: record["subset_accuracy"]})
+        if "auroc_macro" in record:  # absent in records written before it was measured (resumed runs)
+            metrics[names.EVAL_AUROC_MACRO] = record["auroc_macro"]
     for client, values in record["per_client"].items():
         if values.get("kind") == MULTILABEL:
             metrics[names.client_metric(client, "f1")] = values["f1"]
             metrics[names.client_metric(client, "f1_macro")] = values["f1_macro"]
+            if values.get("auroc_macro") is not None:  # None: a report from before it was measured
+                metrics[names.client_metric(client, "auroc_macro")] = values["auroc_macro"]
     return metrics
 
 
 def final_summary(record: dict[str, Any], kinds: Mapping[str, str]) -> dict[str, Any]:
     """`result.json`'s "final": the last round's means and per-client entries, and which `metric` `score` is."""
-    final = {key: record[key] for key in ("accuracy", "loss", "score", "f1", "f1_macro", "subset_accuracy",
-                                          "per_client") if key in record}
+    final = {key: record[key] for key in ("accuracy", "loss", "score", "f1", "f1_macro", "auroc_macro",
+                                          "subset_accuracy", "per_client") if key in record}
     present = kinds.values() if kinds else (values.get("kind", VQA) for values in record["per_client"].values())
     final["metric"] = METRIC_BY_KINDS.get(tuple(sorted(set(present))), "accuracy")
     return final

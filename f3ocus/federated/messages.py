@@ -117,7 +117,7 @@ class ClientUpdate:
 @dataclass(frozen=True)
 class EvalReport:
     """A client's test-split evaluation. `accuracy` is exact-match accuracy (for a multi-label client: subset
-    accuracy); a multi-label client also reports micro-F1 (`f1`) and macro-F1 (`f1_macro`)."""
+    accuracy); a multi-label client also reports micro-F1 (`f1`), macro-F1 (`f1_macro`) and macro-AUROC (`auroc_macro`)."""
 
     client: str
     accuracy: float
@@ -127,6 +127,7 @@ class EvalReport:
     kind: str = VQA
     f1: float | None = None
     f1_macro: float | None = None
+    auroc_macro: float | None = None
 
     @property
     def score(self) -> float:

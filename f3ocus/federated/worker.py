@@ -140,7 +140,8 @@ class ClientWorker:
         result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size,
                           precision=self._precision)
         return EvalReport(task.client, float(result.accuracy), float(result.loss), int(result.n),
-                          time.perf_counter() - start, kind=result.kind, f1=result.f1, f1_macro=result.f1_macro)
+                          time.perf_counter() - start, kind=result.kind, f1=result.f1, f1_macro=result.f1_macro,
+                          auroc_macro=result.auroc_macro)
 
     def _resolve(self, state: GlobalState | SharedState) -> GlobalState:
         """The broadcast itself: a SharedState (Ray) is fetched from the object store once per version and kept,

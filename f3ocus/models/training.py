@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch.nn import functional
 
-from f3ocus.data.multilabel import f1_scores, is_multilabel, multi_hot, subset_accuracy
+from f3ocus.data.multilabel import f1_scores, is_multilabel, macro_auroc, multi_hot, subset_accuracy
 from f3ocus.models._rng import draw_seed, isolated_rng
 from f3ocus.models.losses import balanced_pos_weight, is_multilabel_target, mean_loss
 from f3ocus.models.vqa_model import MULTILABEL_INPUT, TASK_MULTILABEL, TASK_VQA, VqaModel
@@ -72,7 +72,8 @@ class EvalResult:
     rows with a known label (nan if none), n, and predictions (n,) long answer indices.
 
     Multi-label shards (`kind` "multilabel"): accuracy = subset accuracy, loss = mean BCE over rows and
-    classes, predictions (n, C) bool, and `f1` / `f1_macro` (micro / macro F1; None for VQA shards).
+    classes, predictions (n, C) bool, and `f1` / `f1_macro` (micro / macro F1) and `auroc_macro` (macro AUROC of
+    the logits; all None for VQA shards).
     """
 
     accuracy: float
@@ -82,6 +83,7 @@ class EvalResult:
     f1: float | None = None
     f1_macro: float | None = None
     kind: str = TASK_VQA
+    auroc_macro: float | None = None
 
 
 def encode_examples(model: VqaModel, images: Sequence[Image.Image], questions: Sequence[str],
@@ -135,6 +137,9 @@ def _shard_kind(question_types: Sequence[str] | None, n: int) -> str:
     return TASK_MULTILABEL if count else TASK_VQA
 
 
+HEAD_MODULES = ("head", "multilabel_head")  # `VqaModel`'s answer heads: the parameters `head_lr` applies to
+
+
 def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_size: int, lr: float,
                  weight_decay: float = 0.0, generator: torch.Generator, precision: str = "fp32",
                  head_lr: float | None = None) -> float:
@@ -162,7 +167,7 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
     if not params:
         raise ValueError("train_epochs: no parameter requires grad (call set_trainable first)")
     device = model_device(model)
-    heads = {id(param) for head in (model.head, model.multilabel_head) if head is not None for param in head.parameters()}
+    heads = {id(param) for name, param in model.named_parameters() if name.split(".")[0] in HEAD_MODULES}
     groups = [{"params": [param for param in params if id(param) not in heads]},
               {"params": [param for param in params if id(param) in heads], "lr": lr if head_lr is None else head_lr}]
     optimizer = torch.optim.AdamW([group for group in groups if group["params"]], lr=lr, weight_decay=weight_decay)
@@ -235,7 +240,8 @@ def _multilabel_result(logits: torch.Tensor, targets: torch.Tensor) -> EvalResul
     micro, macro = f1_scores(predicted.cpu().numpy(), truth)
     loss = float(mean_loss(logits, targets.to(logits.device))) if len(targets) else float("nan")
     return EvalResult(accuracy=subset_accuracy(predicted.cpu().numpy(), truth), loss=loss, n=int(targets.shape[0]),
-                      predictions=predicted, f1=micro, f1_macro=macro, kind=TASK_MULTILABEL)
+                      predictions=predicted, f1=micro, f1_macro=macro, kind=TASK_MULTILABEL,
+                      auroc_macro=macro_auroc(logits.cpu().numpy(), truth))
 
 
 def _pad_value(key: str, pad_id: int) -> int | None:

@@ -5,6 +5,7 @@ EVAL_LOSS = "eval/loss"
 EVAL_SCORE = "eval/score"  # mean over clients of accuracy (VQA) or micro-F1 (multi-label): the benchmark number
 EVAL_F1 = "eval/f1"  # mean micro-F1 of the multi-label clients (only when there is one)
 EVAL_F1_MACRO = "eval/f1_macro"  # mean macro-F1 of the multi-label clients
+EVAL_AUROC_MACRO = "eval/auroc_macro"  # mean macro-AUROC of the multi-label clients (threshold-free)
 EVAL_SUBSET_ACC = "eval/subset_acc"  # mean subset (exact set) accuracy of the multi-label clients
 TRAIN_LOSS = "train/loss"
 COMM_BYTES_UP = "comm/bytes_up"

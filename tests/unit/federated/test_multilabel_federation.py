@@ -20,7 +20,7 @@ KINDS = {"c0": "vqa", "c1": "vqa", "c2": "multilabel"}
 
 def _reports():
     return [EvalReport("c0", 0.6, 1.0, 10, 0.0), EvalReport("c1", 0.4, 2.0, 10, 0.0),
-            EvalReport("c2", 0.25, 0.5, 8, 0.0, kind="multilabel", f1=0.7, f1_macro=0.5)]
+            EvalReport("c2", 0.25, 0.5, 8, 0.0, kind="multilabel", f1=0.7, f1_macro=0.5, auroc_macro=0.8)]
 
 
 # ------------------------------------------------------------------------------------ pure summaries
@@ -29,14 +29,15 @@ def test_round_summary_of_a_mixed_federation():
     assert summary["accuracy"] == pytest.approx(0.5)  # VQA clients only
     assert summary["score"] == pytest.approx((0.6 + 0.4 + 0.7) / 3)  # accuracy, accuracy, micro-F1
     assert summary["f1"] == pytest.approx(0.7) and summary["f1_macro"] == pytest.approx(0.5)
-    assert summary["subset_accuracy"] == pytest.approx(0.25)
+    assert summary["subset_accuracy"] == pytest.approx(0.25) and summary["auroc_macro"] == pytest.approx(0.8)
     assert summary["loss"] == pytest.approx(3.5 / 3)
     assert summary["per_client"]["c2"] == {"accuracy": 0.25, "loss": 0.5, "n": 8, "kind": "multilabel",
-                                           "score": 0.7, "f1": 0.7, "f1_macro": 0.5}
+                                           "score": 0.7, "f1": 0.7, "f1_macro": 0.5, "auroc_macro": 0.8}
     assert summary["per_client"]["c0"] == {"accuracy": 0.6, "loss": 1.0, "n": 10, "kind": "vqa", "score": 0.6}
     metrics = evaluation.score_metrics({"round": 1, **summary})
     assert metrics == {names.EVAL_SCORE: summary["score"], names.EVAL_F1: 0.7, names.EVAL_F1_MACRO: 0.5,
-                       names.EVAL_SUBSET_ACC: 0.25, "client/c2/f1": 0.7, "client/c2/f1_macro": 0.5}
+                       names.EVAL_AUROC_MACRO: 0.8, names.EVAL_SUBSET_ACC: 0.25, "client/c2/f1": 0.7,
+                       "client/c2/f1_macro": 0.5, "client/c2/auroc_macro": 0.8}
 
 
 def test_classification_only_federation_reports_subset_accuracy_as_eval_acc():

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from f3ocus.data.multilabel import CXR_FINDINGS, MULTILABEL, f1_scores, multi_hot, subset_accuracy
+from f3ocus.data.multilabel import CXR_FINDINGS, MULTILABEL, f1_scores, macro_auroc, multi_hot, subset_accuracy
 from f3ocus.models.registry import build_vqa_model
 from f3ocus.models.training import EncodedShard, encode_examples, evaluate, train_epochs
 from f3ocus.models.vqa_model import MULTILABEL_INPUT
@@ -222,3 +222,18 @@ def test_balanced_pos_weight_is_the_clipped_negative_to_positive_ratio():
     rare = torch.zeros(50, 1)
     rare[0, 0] = 1.0  # 49 negatives per positive
     assert balanced_pos_weight(rare).tolist() == [MAX_POS_WEIGHT]
+
+
+def test_macro_auroc_by_hand() -> None:
+    scores = np.array([[0.9, 0.2, 0.5], [0.8, 0.7, 0.5], [0.3, 0.1, 0.5], [0.1, 0.9, 0.5]])
+    targets = np.array([[1, 0, 1], [0, 1, 1], [1, 0, 1], [0, 0, 1]], dtype=bool)
+    # class 0: positives {0.9, 0.3}, negatives {0.8, 0.1}: pairs won 0.9>0.8, 0.9>0.1, 0.3>0.1 -> 3/4.
+    # class 1: positive {0.7}, negatives {0.2, 0.1, 0.9}: wins over 0.2 and 0.1 -> 2/3.
+    # class 2: no negative row -> no AUROC, left out of the mean.
+    assert macro_auroc(scores, targets) == pytest.approx((3 / 4 + 2 / 3) / 2)
+    # ties count half; a monotone rescaling (all logits shifted below 0.5) leaves it unchanged, unlike F1.
+    assert macro_auroc(np.array([[0.5], [0.5]]), np.array([[1], [0]], dtype=bool)) == pytest.approx(0.5)
+    assert macro_auroc(scores - 10.0, targets) == pytest.approx(macro_auroc(scores, targets))
+    assert np.isnan(macro_auroc(scores[:, 2:], targets[:, 2:]))
+    with pytest.raises(ValueError, match="shape"):
+        macro_auroc(scores, targets[:, :2])
