@@ -63,7 +63,8 @@ def test_method_table_covers_the_papers_baselines_and_profiles_name_known_method
                  "SynFlow", "FedSelect", "SPT", "LNTK-only", "Random", "F3OCUS"):
         assert name in labels
     modes = {method.overrides["model.unit_mode"] for method in PEFT_METHODS}
-    assert modes == {"layer", "bottleneck", "adapter", "layernorm", "bias", "prompt"}
+    assert modes == {"layer", "bottleneck", "adapter", "layernorm", "bias", "prompt", "dual_adapter"}
+    assert "FedDAT" in {method.label for method in PEFT_METHODS}
     for profile in PROFILES.values():
         assert set(profile.methods) <= set(METHODS)
 
@@ -71,6 +72,7 @@ def test_method_table_covers_the_papers_baselines_and_profiles_name_known_method
 @pytest.mark.parametrize("method,expected", [
     ("snip", "layer mode), task easy_vqa_domains, selection top_k (scorer snip)"),
     ("lora_all", "adapter mode), task easy_vqa_domains, selection full"),
+    ("feddat", "dual_adapter mode), task easy_vqa_domains, selection full"),
 ])
 def test_run_and_validate_take_a_paper_method_by_name(capsys, method, expected):
     from f3ocus.cli import main
@@ -79,3 +81,17 @@ def test_run_and_validate_take_a_paper_method_by_name(capsys, method, expected):
     assert expected in capsys.readouterr().out
     assert main(["validate", "configs/tasks/t1_domain.yaml", "--method", "nosuch"]) == 2
     assert "config error: --method: unknown method 'nosuch'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["--method", "feddat", "--set", "model.unit_mode=bottleneck"], "config error: model.unit_mode: must be 'dual_adapter'"),
+    (["--set", "model.unit_mode=dual_adapter"], "config error: federation.local_objective: must be 'feddat'"),
+    (["--method", "feddat", "--set", "federation.distill_temperature=0"],
+     "config error: federation.distill_temperature: must be > 0"),
+])
+def test_feddat_and_the_dual_adapter_mode_go_together(capsys, overrides, field):
+    from f3ocus.cli import main
+
+    assert main(["validate", "configs/tasks/t1_domain.yaml", "--set", "model.family=vilt", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(field) and len(err.strip().splitlines()) == 1 and "Traceback" not in err
