@@ -267,6 +267,8 @@ def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, 
                                               for unit in units}) for record in trained],
             "num_units": len(result.get("units", ())) or None,
             "score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
+            # Methods with client state (FedDAT): the mean score of each client with its own state.
+            "personal_score": final["personal"]["score"] if "personal" in final else None,
             "majority_score": baseline.get("score", baseline.get("accuracy")),
             "upload_mbit_per_client_round": mean_bytes * 8 / 1e6,
             "trainable_params_per_client_round": mean_bytes / BYTES_PER_VALUE[config.federation.upload_dtype]

@@ -54,7 +54,16 @@ def test_table_b_averages_efficiency_and_per_client_scores_over_seeds():
     assert row["trainable_params"] == pytest.approx(2000.0)
     assert row["per_client"] == {"a": pytest.approx(50.0), "b": pytest.approx(70.0)}
     assert row["score"][0] == pytest.approx(60.0)
-    assert "| LoRA (all units) | 3.000 | 2.000 | 2,000 | 50.0 | 70.0 | 60.0 ± 14.1 |" in tables.markdown_b(table)
+    assert "| LoRA (all units) | 3.000 | 2.000 | 2,000 | 50.0 | 70.0 | 60.0 ± 14.1 | – |" in tables.markdown_b(table)
+
+
+def test_table_b_gives_the_own_state_score_of_methods_with_client_state():
+    runs = [_cell("feddat", "t1", "blip", seed, 0.5, per_client={"a": 0.5}, upload_mbit_per_client_round=1.0,
+                  gflop_per_client_round=2.0, trainable_params_per_client_round=10.0, personal_score=own)
+            for seed, own in [(0, 0.6), (1, 0.8)]]
+    table = tables.table_b(runs, ["feddat"], "t1", "blip")
+    assert table["rows"][0]["personal_score"] == (pytest.approx(70.0), pytest.approx(14.142, rel=1e-3))
+    assert "| FedDAT | 1.000 | 2.000 | 10 | 50.0 | 50.0 ± 0.0 | 70.0 ± 14.1 |" in tables.markdown_b(table)
 
 
 def test_method_table_covers_the_papers_baselines_and_profiles_name_known_methods():
