@@ -97,7 +97,8 @@ def load_resume(cfg: ExperimentConfig, run_dir: Path, units: list[str], show: Ca
     Raises:
         ConfigError: `run_dir` is not a directory, or `cfg` differs from the checkpoint's config in a key
             that changes the computation (all such keys named).
-        CheckpointError: no usable checkpoint (see `f3ocus.federated.checkpoint.load_latest`).
+        CheckpointError: no usable checkpoint (see `f3ocus.federated.checkpoint.load_latest`), or a client
+            state it names missing or corrupted (`f3ocus.federated.client_state`).
     """
     from f3ocus.federated.checkpoint import CheckpointError, load_latest
 
@@ -107,6 +108,10 @@ def load_resume(cfg: ExperimentConfig, run_dir: Path, units: list[str], show: Ca
     if "config" not in state.identity:
         raise CheckpointError(state.loaded_from, "records no run config, so it cannot be checked against this one")
     _check_resume(state, {"config": to_dict(cfg), "units": list(units)})
+    if state.client_states:  # every client's own state the checkpoint names is there and intact
+        from f3ocus.federated.client_state import CLIENT_STATE_DIR, ClientStateStore
+
+        ClientStateStore(run_dir / CLIENT_STATE_DIR, state.client_states).verify()
     return state
 
 

@@ -10,20 +10,26 @@ def print_summary(result: dict[str, Any], show: Callable[[str], None] = print) -
     """Print the per-client table (final accuracy vs the majority-answer baseline) and how to open MLflow.
 
     With multi-label clients (F1-scored, docs/METHOD.md §5 T4-T6) two more columns give their micro-F1 and the
-    majority baseline's (the most frequent train label set), and a last line the unified score.
+    majority baseline's (the most frequent train label set), and a last line the unified score. With client
+    state (FedDAT) a last column gives each client's score with its own state (`personal`).
     """
     final, baseline = result["final"], result["majority_baseline"]
     width = max([len("client"), *map(len, final["per_client"])])
     f1s = "f1" in final
     head, rule = (f"  {'f1':>8}  {'maj. f1':>8}", f"  {'-' * 8}  {'-' * 8}") if f1s else ("", "")
+    personal = "personal" in final
+    if personal:
+        head, rule = head + f"  {'personal':>8}", rule + f"  {'-' * 8}"
     show("")
     show(f"{'client':<{width}}  {'n_test':>6}  {'accuracy':>8}  {'majority':>8}{head}")
     show(f"{'-' * width}  {'-' * 6}  {'-' * 8}  {'-' * 8}{rule}")
     for client, values in sorted(final["per_client"].items()):
         cells = _f1_cells(values.get("f1"), baseline, client) if f1s else ""
+        cells += f"  {values['personal']['score']:>8.3f}" if personal and "personal" in values else ""
         show(f"{client:<{width}}  {values['n']:>6d}  {values['accuracy']:>8.3f}  "
              f"{baseline['per_client'][client]:>8.3f}{cells}")
     cells = f"  {final['f1']:>8.3f}  {baseline.get('f1', float('nan')):>8.3f}" if f1s else ""
+    cells += f"  {final['personal']['score']:>8.3f}" if personal else ""
     show(f"{'mean':<{width}}  {'':>6}  {final['accuracy']:>8.3f}  {baseline['accuracy']:>8.3f}{cells}")
     if f1s:
         show(f"score (accuracy of VQA clients, F1 of multi-label clients): {final['score']:.3f}  "

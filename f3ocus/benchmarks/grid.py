@@ -53,7 +53,9 @@ PROFILES: dict[str, Profile] = {
 
 # Config keys added after grids had run, with the default that computes what the grid computed before them: left
 # out of a cell's hash while at that default, so a resumed grid does not re-run its finished cells.
-ADDED_LATER: dict[tuple[str, str], Any] = {("federation", "precision"): "fp32", ("federation", "head_lr"): None}
+ADDED_LATER: dict[tuple[str, str], Any] = {("federation", "precision"): "fp32", ("federation", "head_lr"): None,
+                                           ("federation", "local_objective"): "supervised",
+                                           ("federation", "distill_temperature"): 3.0}
 
 
 @dataclass(frozen=True)

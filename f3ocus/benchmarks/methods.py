@@ -9,7 +9,8 @@ scorer (`selection.scorer`) and unit mode (`model.unit_mode`: what a unit trains
   the server's bi-objective step (NSGA-II, knee point).
 - "peft" (Table B): PEFT baselines train every unit (`selection.method: full`) in a parameter-efficient unit
   mode, compared with F3OCUS selecting LoRA adapters at the task's budgets (`f3ocus_lora`), as the paper's
-  efficiency table does (T1, adapters).
+  efficiency table does (T1, adapters), and FedDAT (a shared adapter averaged, a personal one kept by each
+  client as client state, mutual distillation; `federation.local_objective: feddat`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ PEFT_METHODS: tuple[Method, ...] = (
     _peft("prompt", "Prompt tuning (PromptFL)", "prompt"),
     Method("f3ocus_lora", "F3OCUS (LoRA units)", "peft", {"selection.method": "f3ocus", "selection.scorer": "lntk",
                                                           "model.unit_mode": "adapter"}),
+    # FedDAT (f3ocus/models/feddat.py): shared bottleneck adapters averaged, personal ones kept by each client.
+    Method("feddat", "FedDAT", "peft", {"selection.method": "full", "model.unit_mode": "dual_adapter",
+                                        "federation.local_objective": "feddat"}),
 )
 
 METHODS: dict[str, Method] = {method.name: method for method in (*SELECTION_METHODS, *PEFT_METHODS)}

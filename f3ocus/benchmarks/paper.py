@@ -256,6 +256,10 @@ def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, 
     trained = [record for record in result["history"] if record.get("round", 0) >= 1]
     uploads = [size for record in trained for size in record.get("bytes_up_per_client", {}).values()]
     mean_bytes = sum(uploads) / len(uploads) if uploads else float("nan")
+    # Client state a client trains and keeps (FedDAT's personal adapters, float32): trained, never uploaded.
+    kept = [record.get("state_bytes_up_per_client", {}).get(client, 0) for record in trained
+            for client in record.get("bytes_up_per_client", {})]
+    mean_kept = sum(kept) / len(kept) if kept else 0.0
     baseline = result.get("majority_baseline", {})
     rounds = [record for record in result["history"] if "score" in record]
     return {"score_per_round": [float(record["score"]) for record in rounds],  # round 0 = before training
@@ -263,9 +267,13 @@ def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, 
                                               for unit in units}) for record in trained],
             "num_units": len(result.get("units", ())) or None,
             "score": float(score), "per_client": per_client, "metric": final.get("metric", "accuracy"),
+            # Methods with client state (FedDAT): the mean score of each client with its own state.
+            "personal_score": final["personal"]["score"] if "personal" in final else None,
             "majority_score": baseline.get("score", baseline.get("accuracy")),
             "upload_mbit_per_client_round": mean_bytes * 8 / 1e6,
-            "trainable_params_per_client_round": mean_bytes / BYTES_PER_VALUE[config.federation.upload_dtype],
+            "trainable_params_per_client_round": mean_bytes / BYTES_PER_VALUE[config.federation.upload_dtype]
+            + mean_kept / BYTES_PER_VALUE["float32"],
+            "state_mbit_per_client_round": mean_kept * 8 / 1e6,
             "rounds": result["rounds"], "clients": sorted(per_client),
             "budgets": list(config.federation.budgets) if isinstance(config.federation.budgets, tuple)
             else config.federation.budgets, "mlflow_run_id": result.get("mlflow_run_id")}

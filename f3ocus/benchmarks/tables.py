@@ -5,7 +5,8 @@ the final score mean +- std over seeds (x100; accuracy for VQA tasks, micro-F1 f
 for a mixed task the mean over clients of each client's own metric), and the row mean over columns.
 Table B (efficiency): per PEFT baseline and F3OCUS on one task and model: upload per client per round (Mbit),
 compute per client per round (GFLOP, counted), trainable parameters per client per round, the score of
-every client and the mean — each averaged over seeds (and over clients and rounds for the per-client figures).
+every client and the mean — each averaged over seeds (and over clients and rounds for the per-client figures) —
+and, for methods whose clients keep state (FedDAT), the mean score with each client's own state ("–" otherwise).
 std is the sample standard deviation (ddof=1) over seeds; one seed gives std 0.
 """
 
@@ -88,6 +89,8 @@ def table_b(cells: Sequence[Mapping[str, Any]], methods: Sequence[str], task: st
             "trainable_params": mean_std([run["trainable_params_per_client_round"] for run in runs])[0],
             "per_client": per_client,
             "score": mean_std([100.0 * run["score"] for run in runs]),
+            "personal_score": mean_std([100.0 * run["personal_score"] for run in runs
+                                        if run.get("personal_score") is not None]),
         })
     return {"task": task, "model": model, "clients": clients, "rows": rows}
 
@@ -117,13 +120,13 @@ def markdown_b(table: Mapping[str, Any]) -> str:
     """Table B as GitHub markdown."""
     clients = table["clients"]
     lines = ["| Method | Upload (Mbit/client/round) | GFLOP/client/round | Trainable params/client/round | "
-             + " | ".join(clients) + " | Mean |",
-             "|---|---:|---:|---:|" + "---:|" * (len(clients) + 1)]
+             + " | ".join(clients) + " | Mean | Mean, own state |",
+             "|---|---:|---:|---:|" + "---:|" * (len(clients) + 2)]
     for row in table["rows"]:
         lines.append(f"| {row['label']} | {_num(row['upload_mbit'], 3)} | {_num(row['gflop'], 3)} | "
                      f"{_count(row['trainable_params'])} | "
                      + " | ".join(_num(row["per_client"][client]) for client in clients)
-                     + f" | {_pm(*row['score'])} |")
+                     + f" | {_pm(*row['score'])} | {_pm(*row.get('personal_score', (math.nan, math.nan)))} |")
     return "\n".join(lines)
 
 

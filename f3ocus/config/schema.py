@@ -44,7 +44,7 @@ class LoraConfig:
 
 
 # The values of `ModelConfig.unit_mode` (the Literal below must list the same names).
-UNIT_MODES: tuple[str, ...] = ("layer", "adapter", "bottleneck", "layernorm", "bias", "prompt")
+UNIT_MODES: tuple[str, ...] = ("layer", "adapter", "bottleneck", "layernorm", "bias", "prompt", "dual_adapter")
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,13 @@ class ModelConfig:
     output; "layernorm" = the block's norm weights/biases; "bias" = the block's bias tensors (BitFit);
     "prompt" = `prompt_length` learned prompt vectors trained with the head (units own nothing). With
     `selection.method: full` these are the paper's PEFT baselines (`f3ocus.models.peft_modes`).
+    "dual_adapter" = FedDAT's dual-adapter teacher: the unit's shared bottleneck adapter (averaged), and per
+    client a personal one of the same shape kept as client state (needs `federation.local_objective: feddat`).
     """
 
     family: str = "llava"
     checkpoint: str = "foundation"
-    unit_mode: Literal["layer", "adapter", "bottleneck", "layernorm", "bias", "prompt"] = "layer"
+    unit_mode: Literal["layer", "adapter", "bottleneck", "layernorm", "bias", "prompt", "dual_adapter"] = "layer"
     selectable: tuple[str, ...] | None = None
     lora: LoraConfig = field(default_factory=LoraConfig)
     bottleneck_dim: int = 16
@@ -218,6 +220,10 @@ class FederationConfig:
     never saw starts from random weights and learns slowly at a backbone's rate.
     `precision`: clients' forward/backward in float32 ("fp32") or under bfloat16 autocast ("bf16"; weights,
     optimiser state and uploads stay float32, LNTK Grams are formed in float32 or wider).
+    `local_objective`: how a client trains (`f3ocus.models.local_objectives`): "supervised" (the task loss) or
+    "feddat" (FedDAT's mutual distillation between a dual-adapter teacher and the student; each client keeps
+    its personal adapters as client state; needs `model.unit_mode: dual_adapter`). `distill_temperature`: T of
+    FedDAT's distillation loss.
     """
 
     rounds: int = 5
@@ -238,8 +244,13 @@ class FederationConfig:
     min_clients: int = 1
     upload_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     precision: Literal["fp32", "bf16"] = "fp32"
+    local_objective: Literal["supervised", "feddat"] = "supervised"
+    distill_temperature: float = 3.0
 
     def __post_init__(self) -> None:
+        _require(self.local_objective in ("supervised", "feddat"), "local_objective",
+                 f"must be supervised or feddat, got {self.local_objective!r}")
+        _require(self.distill_temperature > 0, "distill_temperature", f"must be > 0, got {self.distill_temperature}")
         _require(self.precision in ("fp32", "bf16"), "precision", f"must be fp32 or bf16, got {self.precision!r}")
         _require(self.upload_dtype in ("float32", "float16", "bfloat16"), "upload_dtype",
                  f"must be float32, float16 or bfloat16, got {self.upload_dtype!r}")

@@ -3,7 +3,8 @@
 Each failure is a `ConfigError` naming the field: unknown model family / selector / scorer / task, a
 local data or checkpoint path that does not exist, a budget larger than the model's number of units,
 a budgets list whose length does not match the number of clients, `federation.min_clients` above the
-number of clients, prompt mode without the head (the prompt trains with the head).
+number of clients, prompt mode without the head (the prompt trains with the head), FedDAT without the
+dual-adapter unit mode or that mode without FedDAT.
 """
 
 from __future__ import annotations
@@ -50,9 +51,23 @@ def validate(cfg: ExperimentConfig) -> list[str]:
     if cfg.model.unit_mode == "prompt" and not cfg.federation.train_head:
         raise ConfigError("federation.train_head", "must be true with model.unit_mode 'prompt': the prompt vectors "
                                                    "train with the head and the units own nothing")
+    _check_local_objective(cfg)
     check_budgets(cfg, num_units=len(units), num_clients=expected_num_clients(cfg))
     check_min_clients(cfg, num_clients=expected_num_clients(cfg))
     return units
+
+
+def _check_local_objective(cfg: ExperimentConfig) -> None:
+    """FedDAT and the dual-adapter unit mode go together: its personal adapters are the client state it keeps,
+    and without FedDAT they would never train."""
+    feddat, dual = cfg.federation.local_objective == "feddat", cfg.model.unit_mode == "dual_adapter"
+    if feddat and not dual:
+        raise ConfigError("model.unit_mode", f"must be 'dual_adapter' with federation.local_objective 'feddat' (its "
+                                             f"shared + personal adapters), got {cfg.model.unit_mode!r}")
+    if dual and not feddat:
+        raise ConfigError("federation.local_objective", "must be 'feddat' with model.unit_mode 'dual_adapter' (nothing "
+                                                        f"else trains the personal adapters), got "
+                                                        f"{cfg.federation.local_objective!r}")
 
 
 def check_budgets(cfg: ExperimentConfig, *, num_units: int, num_clients: int | None) -> tuple[int, ...] | None:

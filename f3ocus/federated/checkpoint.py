@@ -2,7 +2,8 @@
 
 Format (version 1): one safetensors file. Its tensors are the global state's tensors; its text metadata holds
 `format` ("f3ocus.checkpoint"), `version`, `state` (the plain state as JSON: last completed round, history,
-MLflow run id, the run's identity, the last round's metric records) and `sha256`, a digest of the state JSON
+MLflow run id, the run's identity, the last round's metric records, the index of the clients' own states in
+`<run dir>/client_state/`, `f3ocus.federated.client_state`) and `sha256`, a digest of the state JSON
 and of every tensor's name, dtype, shape and bytes. safetensors holds raw bytes behind a JSON header, so
 loading it deserialises nothing executable (a pickle-based `torch.load` can run arbitrary code; run
 directories live on shared storage on a cluster).
@@ -124,7 +125,7 @@ def _storable(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _plain(state: "FederationState") -> dict[str, Any]:
     return {"round_idx": int(state.round_idx), "history": state.history, "mlflow_run_id": state.mlflow_run_id,
-            "identity": state.identity, "last_log": state.last_log}
+            "identity": state.identity, "last_log": state.last_log, "client_states": state.client_states}
 
 
 def _jsonable(value: Any) -> Any:
@@ -200,7 +201,8 @@ def read_checkpoint(path: Path) -> "FederationState":
         raise CheckpointError(path, "checksum mismatch: the file changed after it was written (corrupted)")
     plain = _parse_state(path, text)
     return FederationState(plain["round_idx"], tensors, plain["history"], plain["mlflow_run_id"],
-                           identity=plain["identity"], last_log=plain["last_log"], loaded_from=path)
+                           identity=plain["identity"], last_log=plain["last_log"],
+                           client_states=plain.get("client_states", {}), loaded_from=path)
 
 
 def _leading_bytes(path: Path) -> bytes:
@@ -260,6 +262,10 @@ def _parse_state(path: Path, text: str) -> dict[str, Any]:
             raise CheckpointError(path, f"malformed f3ocus checkpoint: the state record has no {key!r}")
         if not isinstance(plain[key], kind) or isinstance(plain[key], bool):
             raise CheckpointError(path, f"malformed f3ocus checkpoint: {key!r} is {plain[key]!r:.60}")
+    states = plain.get("client_states", {})  # absent in checkpoints of runs without client state
+    if not isinstance(states, dict) or not all(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+                                               and isinstance(entry[1], str) for entry in states.values()):
+        raise CheckpointError(path, f"malformed f3ocus checkpoint: 'client_states' is {states!r:.60}")
     if plain["round_idx"] < 0:
         raise CheckpointError(path, f"malformed f3ocus checkpoint: round_idx {plain['round_idx']}")
     return plain

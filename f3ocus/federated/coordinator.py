@@ -6,6 +6,13 @@ the global state, client names, example counts and budgets. It runs in-process (
 or as a Ray actor that owns a `RayPool` of client actors. Everything needed to continue a run lives in
 `FederationState` (with the federation's public facts, `Federation`, in `state.py`), which is written
 after every round, before the round's metrics are logged (`_checkpoint_and_log`).
+
+Client state: when the workers declare tensors that each client keeps across rounds (`ModelInfo.
+client_state_names`, e.g. FedDAT's personal adapter), the coordinator keeps them in a `ClientStateStore`
+on disk under the run dir (memory flat in the number of clients), attaches a client's state to its train
+and evaluation tasks as they are dispatched, stores the state a usable update brings back (a failed or
+rejected client keeps its previous one), names the stored states in the checkpoint, and counts the bytes
+moved as `comm/state_bytes`, apart from the upload.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,8 +31,9 @@ from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated import evaluation
 from f3ocus.federated.aggregate import RunningFedAvg
 from f3ocus.federated.checkpoint import PREVIOUS_CHECKPOINT, run_identity
+from f3ocus.federated.client_state import CLIENT_STATE_DIR, ClientStateStore
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
-                                       TrainTask, WorkerError)
+                                       TrainTask, WorkerError, tensor_bytes)
 from f3ocus.federated.pool import WorkerPool
 from f3ocus.federated.state import (CHECKPOINT, Federation, FederationState, Progress, TooFewClientsError,
                                     UpdateSummary)
@@ -38,7 +47,7 @@ def _non_finite(update: ClientUpdate) -> str | None:
     """Why `update` must not be aggregated (NaN/Inf in its tensors or loss), or None when it is fine."""
     if not math.isfinite(update.train_loss):
         return f"train_loss is {update.train_loss}"
-    bad = [name for name, tensor in update.tensors.items()
+    bad = [name for name, tensor in (*update.tensors.items(), *(update.client_state or {}).items())
            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
     if bad:
         return f"NaN/Inf in {len(bad)} tensor(s), e.g. {bad[0]}"
@@ -101,6 +110,9 @@ class Coordinator:
         self.state = resume or FederationState(0, dict(self.info.initial_tensors))
         self.state.mlflow_run_id = self.logger.run_id
         self.state.identity = run_identity(config, federation, self.info.units)
+        # Each client's own tensors, when the workers declare some (`ModelInfo.client_state_names`).
+        self.client_states = (ClientStateStore(self.run_dir / CLIENT_STATE_DIR, self.state.client_states)
+                              if self.info.client_state_names else None)
         self._logged_ahead = self._rounds_logged_ahead(resume)
         if resume is not None and resume.last_log:
             self._send_last_log()  # the checkpointed round's records again: lost by a kill, or stored once
@@ -201,6 +213,7 @@ class Coordinator:
             "mlflow_experiment_id": getattr(self.logger, "experiment_id", None),
             "bytes_up_total": int(sum(r["bytes_up"] for r in self.state.history)),
             "bytes_down_total": int(sum(r["bytes_down"] for r in self.state.history)),
+            "state_bytes_total": int(sum(r.get("state_bytes", 0) for r in self.state.history)),
             "units": list(self.info.units),
             "unit_num_parameters": self.info.unit_num_parameters,
             "startup_seconds": self.startup_seconds,
@@ -289,6 +302,7 @@ class Coordinator:
         problems: dict[str, str] = {}
         arrived: dict[int, ClientUpdate | None] = {}  # task index -> update to fold (None: nothing to fold)
         protocol_errors: list[Exception] = []
+        state_sizes: dict[str, int] = {}  # client -> bytes of the state its update brought back
         next_to_fold = 0
 
         seen: set[str] = set()
@@ -307,9 +321,10 @@ class Coordinator:
                     protocol_errors.append(error)
                     return
                 problem = _non_finite(reply)
-                if problem:
+                if problem:  # not aggregated; a client with state keeps its previous one
                     problems[reply.client] = f"rejected: {problem}"
                 else:
+                    state_sizes[reply.client] = self._keep_client_state(reply, tasks[i].round_idx)
                     arrived[i] = reply
             while next_to_fold in arrived:
                 update = arrived.pop(next_to_fold)
@@ -317,7 +332,7 @@ class Coordinator:
                 if update is not None and not protocol_errors:
                     average.add(update.num_examples, self._to_global_dtype(update.tensors))
                     usable[update.client] = UpdateSummary(update.client, update.num_examples, update.train_loss,
-                                                          update.num_bytes)
+                                                          update.num_bytes, state_sizes.get(update.client, 0))
                     update.release_tensors()
 
         for reply in self._map("train", state, tasks, consume):
@@ -327,19 +342,42 @@ class Coordinator:
             raise protocol_errors[0]
         return usable, problems
 
+    def _keep_client_state(self, update: ClientUpdate, round_idx: int) -> int:
+        """Store the state a usable update brings back (methods with client state), count it, release it;
+        returns its bytes (0 without client state)."""
+        if self.client_states is None:
+            return 0
+        self._state_bytes += update.state_bytes
+        self.client_states.save(update.client, round_idx, update.client_state)
+        size = update.state_bytes
+        update.release_client_state()
+        return size
+
+    def _attach_client_state(self, task: TrainTask | EvalTask) -> TrainTask | EvalTask:
+        """`task` with its client's stored state (None for a client without one yet), as the pool sends it."""
+        state = self.client_states.load(task.client)
+        self._state_bytes += tensor_bytes(state or {})
+        return replace(task, client_state=state)
+
     def _to_global_dtype(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """An upload's tensors in the dtype of the global state (a float16/bfloat16 upload back to float32)."""
         return {name: t.to(self.state.tensors[name].dtype) if name in self.state.tensors else t
                 for name, t in tensors.items()}
 
     def _check_upload(self, update: ClientUpdate, mask: tuple[bool, ...]) -> None:
-        """A client may upload exactly its selected units (+ its task's head); anything else is a protocol error."""
+        """A client may upload exactly its selected units (+ its task's head), and return exactly the declared
+        client-state tensors (none when the method keeps none); anything else is a protocol error."""
         allowed = {n for unit, chosen in zip(self.info.units, mask) if chosen
                    for n in self.info.unit_parameter_names[unit]}
         allowed |= set(self._head_names(update.client)) if self.cfg.federation.train_head else set()
         extra = set(update.tensors) - allowed
         if extra:
             raise RuntimeError(f"client {update.client} uploaded tensors outside its selection: {sorted(extra)[:3]}")
+        declared = set(self.info.client_state_names)
+        returned = set(update.client_state or {})
+        if returned != declared and (declared or update.client_state is not None):
+            raise RuntimeError(f"client {update.client} returned client-state tensors {sorted(returned)[:3]}, not "
+                               f"the declared {sorted(declared)[:3]}")
 
     def _head_names(self, client: str) -> tuple[str, ...]:
         """The head tensors `client` trains: its task's head (a VQA client must not send the untouched
@@ -365,7 +403,9 @@ class Coordinator:
 
         faults = getattr(self.pool, "faults", None)  # FaultLog of the pools in f3ocus.federated.pool
         seen = (len(faults.retries), faults.actors_replaced) if faults else (0, 0)
-        replies = self.pool.map(phase, state, tasks, on_done)
+        # Training and evaluation read the client's own state (scoring is on the broadcast model alone).
+        attach = self._attach_client_state if self.client_states is not None and phase != "score" else None
+        replies = self.pool.map(phase, state, tasks, on_done, attach)
         compute = sum(getattr(reply, "seconds", 0.0) for reply in replies if not isinstance(reply, WorkerError))
         self._worker_seconds[phase] = self._worker_seconds.get(phase, 0.0) + compute
         if faults:
@@ -376,7 +416,8 @@ class Coordinator:
 
     # --------------------------------------------------------------------------------- client faults
     def _reset_faults(self) -> None:
-        """Per-round fault bookkeeping: failure reason per client, retried attempts, replaced actors."""
+        """Per-round bookkeeping: failure reason per client, retried attempts, replaced actors, client-state bytes."""
+        self._state_bytes = 0  # client state moved between coordinator and workers, both ways
         self._failures: dict[str, list[str]] = {}
         self._retries: dict[str, list[str]] = {}
         self._actors_replaced = 0
@@ -411,6 +452,9 @@ class Coordinator:
             "bytes_up": int(sum(u.num_bytes for u in updates)),
             "bytes_down": int(down_bytes * len(self.fed.clients)),
             "bytes_up_per_client": {u.client: u.num_bytes for u in updates},
+            # Client state sent with tasks and returned with updates (never leaves a real client): apart from bytes_up.
+            "state_bytes": int(self._state_bytes),
+            "state_bytes_up_per_client": {u.client: u.state_bytes for u in updates if u.state_bytes},
             "seconds": time.perf_counter() - start,
             # The same dict objects as `laps.seconds` / the worker sums: "log" is added after logging.
             "phase_seconds": laps.seconds if laps is not None else {},
@@ -442,7 +486,11 @@ class Coordinator:
         if self.state.last_log["step"] in self._logged_ahead:
             self.state.last_log = None  # logged before its checkpoint was lost: those records stay, none are sent
         self.state.mlflow_run_id = self.logger.run_id  # a run created late (MLflow was down) gets its id here
+        if self.client_states is not None:
+            self.state.client_states = self.client_states.index()
         self.state.save(self.run_dir / CHECKPOINT)
+        if self.client_states is not None:
+            self.client_states.commit()
         self._send_last_log()
 
     def _send_last_log(self) -> None:
@@ -468,6 +516,7 @@ class Coordinator:
         step = record["round"]
         metrics = {names.EVAL_ACC: record["accuracy"], names.EVAL_LOSS: record["loss"],
                    names.COMM_BYTES_UP: record["bytes_up"], names.COMM_BYTES_DOWN: record["bytes_down"],
+                   names.COMM_STATE_BYTES: record["state_bytes"],
                    names.ROUND_SECONDS: record["seconds"], names.FED_FAILED: len(record["failed_clients"])}
         for client, values in record["per_client"].items():
             metrics[names.client_metric(client, "acc")] = values["accuracy"]

@@ -13,6 +13,10 @@ heterogeneous federation (T6) has both. The round record, the MLflow metrics and
 - `loss` (`eval/loss`): mean over all clients (cross-entropy for VQA, BCE for multi-label clients).
 Per client: `client/<c>/acc`, `/loss` for every client, `/f1`, `/f1_macro`, `/auroc_macro` for multi-label
 clients.
+Personalised evaluation (methods whose clients keep state, e.g. FedDAT): each client is also scored with its
+own state on top of the broadcast (`EvalReport.personal`); the record's `personal` holds the means
+(`eval/personal_acc`, `eval/personal_score`) and each `per_client` entry its `personal` accuracy, loss and
+score (`client/<c>/personal_acc`, `client/<c>/personal_score`), next to the global model's.
 Pure functions on messages and records: no I/O.
 """
 
@@ -56,6 +60,10 @@ def summarise_reports(reports: list[EvalReport], kinds: Mapping[str, str]) -> di
         summary.update(f1=_mean(report.f1 for report in multi), f1_macro=_mean(report.f1_macro for report in multi),
                        auroc_macro=_mean(report.auroc_macro for report in multi),
                        subset_accuracy=_mean(report.accuracy for report in multi))
+    personal = [report.personal for report in reports if report.personal is not None]
+    if personal:
+        own = summarise_reports(personal, kinds)
+        summary["personal"] = {key: own[key] for key in ("accuracy", "loss", "score")}
     return summary
 
 
@@ -65,6 +73,9 @@ def client_entry(report: EvalReport) -> dict[str, Any]:
              "score": report.score}
     if report.kind == MULTILABEL:
         entry.update(f1=report.f1, f1_macro=report.f1_macro, auroc_macro=report.auroc_macro)
+    if report.personal is not None:
+        entry["personal"] = {"accuracy": report.personal.accuracy, "loss": report.personal.loss,
+                             "score": report.personal.score}
     return entry
 
 
@@ -76,19 +87,25 @@ def score_metrics(record: dict[str, Any]) -> dict[str, float]:
                         names.EVAL_SUBSET_ACC: record["subset_accuracy"]})
         if "auroc_macro" in record:  # absent in records written before it was measured (resumed runs)
             metrics[names.EVAL_AUROC_MACRO] = record["auroc_macro"]
+    if "personal" in record:
+        metrics.update({names.EVAL_PERSONAL_ACC: record["personal"]["accuracy"],
+                        names.EVAL_PERSONAL_SCORE: record["personal"]["score"]})
     for client, values in record["per_client"].items():
         if values.get("kind") == MULTILABEL:
             metrics[names.client_metric(client, "f1")] = values["f1"]
             metrics[names.client_metric(client, "f1_macro")] = values["f1_macro"]
             if values.get("auroc_macro") is not None:  # None: a report from before it was measured
                 metrics[names.client_metric(client, "auroc_macro")] = values["auroc_macro"]
+        if "personal" in values:
+            metrics[names.client_metric(client, "personal_acc")] = values["personal"]["accuracy"]
+            metrics[names.client_metric(client, "personal_score")] = values["personal"]["score"]
     return metrics
 
 
 def final_summary(record: dict[str, Any], kinds: Mapping[str, str]) -> dict[str, Any]:
     """`result.json`'s "final": the last round's means and per-client entries, and which `metric` `score` is."""
     final = {key: record[key] for key in ("accuracy", "loss", "score", "f1", "f1_macro", "auroc_macro",
-                                          "subset_accuracy", "per_client") if key in record}
+                                          "subset_accuracy", "per_client", "personal") if key in record}
     present = kinds.values() if kinds else (values.get("kind", VQA) for values in record["per_client"].values())
     final["metric"] = METRIC_BY_KINDS.get(tuple(sorted(set(present))), "accuracy")
     return final

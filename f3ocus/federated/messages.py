@@ -2,6 +2,11 @@
 
 Tensors travel as flat `{parameter name: tensor}` maps of the units concerned. Byte counts are taken
 from these tensors (numel x element size), so communication figures are what was actually sent.
+
+Client state (a method whose clients keep tensors of their own across rounds, e.g. FedDAT's personal
+adapter; `ModelInfo.client_state_names`): the coordinator attaches a client's stored state to its
+`TrainTask` / `EvalTask` just before the task is dispatched (`ClientStateStore`), and the worker returns
+the new state in its `ClientUpdate`. The worker keeps nothing between tasks: state in, state out.
 """
 
 from __future__ import annotations
@@ -73,14 +78,17 @@ class TrainTask:
     round_idx: int
     seed: int
     mask: tuple[bool, ...]
+    # The client's own tensors from its last usable round (None: it has none yet, or the method keeps none).
+    client_state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class EvalTask:
-    """Evaluate the broadcast model on `client`'s test split."""
+    """Evaluate the broadcast model on `client`'s test split (and, with `client_state`, the client's own model)."""
 
     client: str
     round_idx: int
+    client_state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -92,17 +100,26 @@ class ScoreReport:
 
 @dataclass(frozen=True)
 class ClientUpdate:
-    """Only the trained units' tensors (+ head) go up; `num_examples` weights the average."""
+    """Only the trained units' tensors (+ head) go up; `num_examples` weights the average.
+
+    `client_state`: the client's own tensors after this round (methods that keep client state; never
+    averaged, kept by the coordinator's `ClientStateStore`, counted apart from the upload).
+    """
 
     client: str
     num_examples: int
     tensors: dict[str, torch.Tensor]
     train_loss: float
     seconds: float
+    client_state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_bytes(self) -> int:
         return tensor_bytes(self.tensors)
+
+    @property
+    def state_bytes(self) -> int:
+        return tensor_bytes(self.client_state or {})
 
     def release_tensors(self) -> None:
         """Drop this reply's reference to its tensors once they are aggregated.
@@ -112,6 +129,10 @@ class ClientUpdate:
         touched (in-process, the worker or a test may still hold it); `tensors` becomes an empty dict.
         """
         object.__setattr__(self, "tensors", {})
+
+    def release_client_state(self) -> None:
+        """Drop this reply's reference to its client state once the store has written it (as `release_tensors`)."""
+        object.__setattr__(self, "client_state", None)
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,8 @@ class EvalReport:
     f1: float | None = None
     f1_macro: float | None = None
     auroc_macro: float | None = None
+    # With client state: the same client scored by its own model (its state on top of the broadcast).
+    personal: "EvalReport | None" = None
 
     @property
     def score(self) -> float:
@@ -159,3 +182,6 @@ class ModelInfo:
     worker_started_at: dict[str, float] = field(default_factory=dict)
     # Task kind -> the "head" tensors a client of that kind trains and uploads (its own head; empty: any head).
     task_heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The tensors each client keeps as its own state across rounds (declared by the worker's local
+    # objective, `LocalObjective.keeps_client_state`); empty: the method keeps no client state.
+    client_state_names: tuple[str, ...] = ()

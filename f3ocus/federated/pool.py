@@ -35,14 +35,22 @@ from f3ocus.federated.messages import GlobalState, ModelInfo, SharedState, Worke
 from f3ocus.federated.worker import ClientWorker, WorkerSpec
 
 OnDone = Callable[[object], None]
+Attach = Callable[[Any], Any]
 
 
 class WorkerPool(Protocol):
-    """`map(method, state, tasks)` returns one reply (or WorkerError) per task, in task order."""
+    """`map(method, state, tasks)` returns one reply (or WorkerError) per task, in task order.
+
+    `on_done(reply)` is called on every final reply as it arrives. `attach(task) -> task` (methods whose
+    clients keep state) is called on a task just before it is dispatched, each attempt, and returns the task
+    to send (with the client's state attached); the pool keeps only the task it was given, so no more than
+    the tasks in flight hold a client's state.
+    """
 
     def model_info(self) -> ModelInfo: ...
 
-    def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None) -> list: ...
+    def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None,
+            attach: Attach | None = None) -> list: ...
 
     def shutdown(self) -> None: ...
 
@@ -90,12 +98,14 @@ class LocalPool:
     def model_info(self) -> ModelInfo:
         return self._worker.model_info()
 
-    def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None) -> list:
+    def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None,
+            attach: Attach | None = None) -> list:
         replies = []
         for task in tasks:
             for attempt in range(self._retries + 1):
+                sent = attach(task) if attach else task  # outside the try: a store error is the coordinator's
                 try:
-                    reply = getattr(self._worker, method)(state, task)
+                    reply = getattr(self._worker, method)(state, sent)
                     break
                 except Exception as error:  # noqa: BLE001 - retried, then a reply: the coordinator decides
                     reply = WorkerError(task.client, describe(error))
@@ -168,7 +178,8 @@ class RayPool:
                 self._replace(0, describe(error))
         raise AssertionError("unreachable")
 
-    def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None) -> list:
+    def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None,
+            attach: Attach | None = None) -> list:
         import ray
 
         # Put once per version (score and train share one); actors fetch it once per version too.
@@ -183,7 +194,8 @@ class RayPool:
         def dispatch(slot: int) -> None:
             index, task, attempt = pending.pop(next_pending(pending, slot, self._home, len(self._actors)))
             self._home[task.client] = slot
-            running[getattr(self._actors[slot], method).remote(shared, task)] = (index, task, attempt, slot)
+            sent = attach(task) if attach else task  # with its client state: serialised now, not kept here
+            running[getattr(self._actors[slot], method).remote(shared, sent)] = (index, task, attempt, slot)
 
         for slot in range(len(self._actors)):
             if pending:

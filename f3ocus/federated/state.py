@@ -32,7 +32,9 @@ class FederationState:
     units, ...). `last_log`: the last round's metric records as sent to the tracker, `{"step", "timestamp_ms",
     "metrics"}`; a round's metrics go out only after its checkpoint is written, and a resumed run sends
     these same records again (an MLflow store keeps one copy of an identical record), so a kill between the
-    checkpoint and the log neither loses nor doubles that round. `set_aside_latest` (not saved): this state
+    checkpoint and the log neither loses nor doubles that round. `client_states`: client -> [round, sha256] of
+    its own state in the run's `ClientStateStore` (methods whose clients keep state; empty otherwise): the
+    files stay in `<run dir>/client_state/`, the checkpoint names which ones. `set_aside_latest` (not saved): this state
     came from the previous checkpoint because the current one was unusable; the next save keeps that file
     aside instead of rotating it into the previous slot.
     """
@@ -43,6 +45,7 @@ class FederationState:
     mlflow_run_id: str | None = None
     identity: dict[str, Any] = field(default_factory=dict)
     last_log: dict[str, Any] | None = None
+    client_states: dict[str, list] = field(default_factory=dict)
     set_aside_latest: bool = field(default=False, repr=False, compare=False)
     loaded_from: Path | None = field(default=None, repr=False, compare=False)  # the file it was read from
 
@@ -77,6 +80,7 @@ class UpdateSummary:
     num_examples: int
     train_loss: float
     num_bytes: int
+    state_bytes: int = 0  # the client state it brought back (methods with client state)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ broadcast is in hand. It keeps no per-client state between rounds:
 that lives with the coordinator, which is what lets a few actors serve many clients. The same class
 runs in-process (`LocalPool`) and as a Ray actor (`RayPool`).
 
+Local training follows `federation.local_objective` (`f3ocus.models.local_objectives`). An objective that
+keeps client state (FedDAT's personal adapters) gets the client's state from the task (None: a new client,
+which starts from the model's initial state) and its new state goes back in the `ClientUpdate`; evaluation
+then also scores the client's own model (`EvalReport.personal`). The worker declares those tensors in
+`ModelInfo.client_state_names`; state in, state out, nothing kept.
+
 Device: `f3ocus.utils.device.pick_device` with `federation.worker_resources.num_gpus` (a GPU actor runs on
 the first GPU Ray assigned it; without CUDA it falls back to the CPU with a warning line), logged once at
 start and returned by `device_info()`. Encoded shards stay on the CPU; each batch moves to the device.
@@ -19,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +35,7 @@ from f3ocus import IMPORTED_AT
 from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated.messages import (UPLOAD_DTYPES, ClientUpdate, EvalReport, EvalTask, GlobalState, ModelInfo,
                                        ScoreReport, ScoreTask, SharedState, TrainTask, cast_floating)
+from f3ocus.models.local_objectives import LocalSettings, build_local_objective
 from f3ocus.utils.device import autocast, pick_device, to_device
 from f3ocus.utils.seeding import torch_generator
 
@@ -73,6 +80,12 @@ class ClientWorker:
             findings=self._store.findings, selectable=cfg.model.selectable,
         ).to(self._device)
         self._scorer = build_scorer(cfg.selection.scorer)
+        self._objective = build_local_objective(cfg.federation.local_objective)
+        # What a client without a stored state starts from (the model's seeded init; never a client's own).
+        self._initial_client_state = self._model.client_state() if self._objective.keeps_client_state else None
+        if self._objective.keeps_client_state and not self._initial_client_state:
+            raise ValueError(f"local objective {self._objective.name!r} keeps client state, but model.unit_mode "
+                             f"{cfg.model.unit_mode!r} has no client-state tensors")
         self._init_seconds = {"imports": imported - started, "store": opened - imported,
                               "model": time.perf_counter() - opened}
         self._loaded_version: int | None = None
@@ -91,6 +104,7 @@ class ClientWorker:
             worker_init_seconds=dict(self._init_seconds),
             worker_started_at=dict(self._started_at),
             task_heads={kind: tuple(self._model.task_head_names(kind)) for kind in self._model.task_kinds},
+            client_state_names=tuple(self._initial_client_state or ()),
         )
 
     def device_info(self) -> dict[str, object]:
@@ -111,8 +125,6 @@ class ClientWorker:
         return ScoreReport(task.client, np.asarray(scores, dtype=np.float64), time.perf_counter() - start)
 
     def train(self, state: GlobalState | SharedState, task: TrainTask) -> ClientUpdate:
-        from f3ocus.models.training import train_epochs
-
         state = self._resolve(state)
         start = time.perf_counter()
         self._load(state)
@@ -121,14 +133,14 @@ class ClientWorker:
         # Only this client's task head trains and goes up: masked FedAvg averages each head over its task's clients.
         self._model.set_trainable(list(task.mask), train_head=fed.train_head, task_kind=shard.kind)
         self._loaded_version = None  # training moves the weights away from the broadcast
-        loss = train_epochs(self._model, shard, epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
-                            weight_decay=fed.weight_decay, generator=torch_generator(task.seed),
-                            precision=self._precision, head_lr=fed.head_lr)
+        result = self._objective.train(self._model, shard, self._client_state(task), settings=self._settings(),
+                                       generator=torch_generator(task.seed))
         selected = [unit for unit, chosen in zip(self._model.units, task.mask) if chosen]
         # Sent in `federation.upload_dtype` (float16/bfloat16 halve the upload); the coordinator casts back.
         trained = self._model.trainable_state(selected, include_head=fed.train_head, task_kind=shard.kind)
         tensors = cast_floating(trained, UPLOAD_DTYPES[fed.upload_dtype])
-        return ClientUpdate(task.client, len(shard.labels), tensors, float(loss), time.perf_counter() - start)
+        return ClientUpdate(task.client, len(shard.labels), tensors, float(result.loss), time.perf_counter() - start,
+                            client_state=result.client_state)
 
     def evaluate(self, state: GlobalState | SharedState, task: EvalTask) -> EvalReport:
         from f3ocus.models.training import evaluate
@@ -137,11 +149,29 @@ class ClientWorker:
         start = time.perf_counter()
         self._load(state)
         shard = self._shard(task.client, self._cfg.data.eval_split)  # test, or val while choosing a schedule
-        result = evaluate(self._model, shard, batch_size=self._cfg.federation.eval_batch_size,
-                          precision=self._precision)
+        batch_size = self._cfg.federation.eval_batch_size
+        result = evaluate(self._model, shard, batch_size=batch_size, precision=self._precision)
+        personal = None
+        if self._objective.keeps_client_state:  # the client's own model too (its state on top of the broadcast)
+            own = self._objective.evaluate_personal(self._model, shard, self._client_state(task),
+                                                    batch_size=batch_size, precision=self._precision)
+            personal = EvalReport(task.client, float(own.accuracy), float(own.loss), int(own.n), 0.0,
+                                  kind=own.kind, f1=own.f1, f1_macro=own.f1_macro)
         return EvalReport(task.client, float(result.accuracy), float(result.loss), int(result.n),
                           time.perf_counter() - start, kind=result.kind, f1=result.f1, f1_macro=result.f1_macro,
-                          auroc_macro=result.auroc_macro)
+                          auroc_macro=result.auroc_macro, personal=personal)
+
+    def _client_state(self, task: TrainTask | EvalTask) -> dict[str, torch.Tensor] | None:
+        """The state the task brought, or a new client's initial state (objectives that keep state); else None."""
+        if not self._objective.keeps_client_state:
+            return None
+        return task.client_state if task.client_state is not None else self._initial_client_state
+
+    def _settings(self) -> LocalSettings:
+        fed = self._cfg.federation
+        return LocalSettings(epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.lr,
+                             weight_decay=fed.weight_decay, precision=self._precision,
+                             temperature=fed.distill_temperature, head_lr=fed.head_lr)
 
     def _resolve(self, state: GlobalState | SharedState) -> GlobalState:
         """The broadcast itself: a SharedState (Ray) is fetched from the object store once per version and kept,
@@ -179,13 +209,11 @@ class ClientWorker:
     def count_flops(self, state: GlobalState, client: str, mask: tuple[bool, ...], *, score: bool) -> dict[str, float]:
         """FLOPs one round costs `client` with `mask`, counted (torch's FlopCounterMode) on one real batch.
 
-        Returns {"train": local_epochs x n_train x FLOPs of one sample's forward+backward with this
-        trainable set, "score": FLOPs of one scorer call on the score batch (0 unless `score`)}. Counted
+        Returns {"train": local_epochs x n_train x FLOPs of one sample's local training step with this
+        trainable set (forward + backward; under FedDAT the teacher pass and both steps), "score": FLOPs of one scorer call on the score batch (0 unless `score`)}. Counted
         FLOPs are the matmul/convolution FLOPs torch's counter knows (elementwise ops are not counted).
         """
         from torch.utils.flop_counter import FlopCounterMode
-
-        from f3ocus.models.training import train_epochs
 
         self._load(state)
         shard = self._shard(client, "train")
@@ -194,9 +222,10 @@ class ClientWorker:
         batch = shard.subset(rows)
         self._model.set_trainable(list(mask), train_head=fed.train_head)
         self._loaded_version = None  # the counted step moves the weights
+        # The round's own local objective on one batch: FedDAT's teacher pass and both steps are all counted.
         with FlopCounterMode(display=False) as counter:
-            train_epochs(self._model, batch, epochs=1, batch_size=len(rows), lr=fed.lr,
-                         weight_decay=fed.weight_decay, generator=torch_generator(0), precision=self._precision)
+            self._objective.train(self._model, batch, self._initial_client_state, generator=torch_generator(0),
+                                  settings=replace(self._settings(), epochs=1, batch_size=len(rows)))
         flops = {"train": counter.get_total_flops() / len(rows) * len(shard.labels) * fed.local_epochs, "score": 0.0}
         if score:
             self._load(state)

@@ -17,6 +17,12 @@ implement itself ("layer": the block's weights, "adapter": peft LoRA in every Li
     placeholder tokens prefixed to every question (k-th placeholder of a row <- vector k). The vectors
     are child `prompt` of the `VqaModel` and train with the head, every client every round; units own
     nothing in this mode.
+  - "dual_adapter": FedDAT's dual-adapter teacher (`f3ocus.models.feddat`), built on the bottleneck
+    adapter: each unit's output gets a `DualAdapter` of three bottleneck adapters of the same shape,
+    `shared` (the unit's tensors: averaged by the server), `personal` (the client's own, kept as client
+    state, never averaged) and `anchor` (a frozen copy of the shared adapter as received, set before local
+    training). The student view applies h + A_shared(h); the teacher view (DAT) h + (A_personal(h) +
+    A_anchor(h)) / 2.
 """
 
 from __future__ import annotations
@@ -34,9 +40,11 @@ from f3ocus.models._rng import isolated_rng
 from f3ocus.models.family import FamilySpec
 from f3ocus.models.units import UnitSpec
 
-UnitMode = Literal["layer", "adapter", "bottleneck", "layernorm", "bias", "prompt"]
+UnitMode = Literal["layer", "adapter", "bottleneck", "layernorm", "bias", "prompt", "dual_adapter"]
 UNIT_MODES: tuple[str, ...] = get_args(UnitMode)
 BOTTLENECK = "bottleneck"  # VqaModel child holding the adapters (ModuleDict keyed by `adapter_key`)
+DUAL_ADAPTER = "dual_adapter"
+PERSONAL_MARKER = ".personal."  # dual_adapter mode: the client-state tensors' names contain it
 PROMPT = "prompt"  # VqaModel child holding the context vectors
 INIT_STD = 0.02  # N(0, 0.02) for W_down and the prompt vectors (CoOp's context init)
 _DRY_RUN_QUESTION = "what is shown?"
@@ -79,7 +87,11 @@ class BottleneckAdapter(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., d) -> (..., d), computed in the adapter's dtype and returned in the input's."""
         x = hidden.to(self.down.weight.dtype)
-        return (x + self.up(functional.relu(self.down(x)))).to(hidden.dtype)
+        return (x + self.delta(x)).to(hidden.dtype)
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The adapter's residual branch, W_up relu(W_down x + b_down) + b_up, in `x`'s dtype."""
+        return self.up(functional.relu(self.down(x)))
 
     def adapt_output(self, module: nn.Module, args: tuple, output: Any) -> Any:
         """Forward hook on the unit module: adapt the output tensor, or element 0 of a tuple output.
@@ -98,14 +110,56 @@ class BottleneckAdapter(nn.Module):
                         "or a tuple starting with one")
 
 
+class DualAdapter(nn.Module):
+    """FedDAT's adapters of one unit: `shared`, `personal`, `anchor` (see the module docstring).
+
+    `teacher` switches the view the forward hook applies: False (default) = the student / global model,
+    h + A_shared(h); True = the dual-adapter teacher, h + (A_personal(h) + A_anchor(h)) / 2.
+    """
+
+    def __init__(self, dim: int, bottleneck_dim: int) -> None:
+        super().__init__()
+        self.shared = BottleneckAdapter(dim, bottleneck_dim)
+        self.personal = BottleneckAdapter(dim, bottleneck_dim)
+        self.anchor = BottleneckAdapter(dim, bottleneck_dim)
+        self.anchor.requires_grad_(False)
+        self.teacher = False
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = hidden.to(self.shared.down.weight.dtype)
+        if self.teacher:
+            # DEVIATION: the dual-adapter teacher averages its two adapters with fixed weights 1/2, as FedDAT's
+            # released code does (its gating module is commented out there); no learned gate.
+            out = x + (self.personal.delta(x) + self.anchor.delta(x)) / 2
+        else:
+            out = x + self.shared.delta(x)
+        return out.to(hidden.dtype)
+
+    adapt_output = BottleneckAdapter.adapt_output  # the same hook, calling this module's forward
+
+
+def set_teacher_view(adapters: nn.ModuleDict, teacher: bool) -> None:
+    """Switch every `DualAdapter` of `adapters` to the teacher (True) or the student view (False)."""
+    for adapter in adapters.values():
+        adapter.teacher = teacher
+
+
+def copy_shared_to_anchor(adapters: nn.ModuleDict) -> None:
+    """Make each unit's `anchor` a copy of its `shared` adapter (the shared adapter as received, frozen)."""
+    with torch.no_grad():
+        for adapter in adapters.values():
+            for target, source in zip(adapter.anchor.parameters(), adapter.shared.parameters()):
+                target.copy_(source)
+
+
 def adapter_key(unit_name: str) -> str:
     """ModuleDict key of a unit's adapter ("vision.3" -> "vision_3"; keys may not contain dots)."""
     return unit_name.replace(".", "_")
 
 
 def attach_bottleneck_adapters(spec: FamilySpec, backbone: nn.Module, processor: Any, units: Sequence[UnitSpec],
-                               bottleneck_dim: int, seed: int) -> nn.ModuleDict:
-    """Create one adapter per unit and hook it onto the unit's output.
+                               bottleneck_dim: int, seed: int, dual: bool = False) -> nn.ModuleDict:
+    """Create one adapter per unit (a `DualAdapter` with `dual`) and hook it onto the unit's output.
 
     Args:
         spec: the backbone's family (its encode/pool run the dry run of `unit_output_dims`).
@@ -114,17 +168,18 @@ def attach_bottleneck_adapters(spec: FamilySpec, backbone: nn.Module, processor:
         units: the model's units, in order.
         bottleneck_dim: r.
         seed: seeds W_down (adapters drawn in unit order).
+        dual: build FedDAT's `DualAdapter` (shared, personal, anchor) per unit ("dual_adapter" mode).
 
     Returns:
-        ModuleDict {adapter_key(unit): BottleneckAdapter} to register as the model's `bottleneck` child.
+        ModuleDict {adapter_key(unit): BottleneckAdapter | DualAdapter}: the model's `bottleneck` child.
     """
     # DEVIATION: Houlsby puts two adapters inside each block (after attention and after the FFN, before
     # the residual add), Pfeiffer one after the FFN; here one adapter wraps the whole unit's output, the
     # only placement that needs no per-family module path and also covers connectors.
     dims = unit_output_dims(spec, backbone, processor, units)
+    kind = DualAdapter if dual else BottleneckAdapter
     with isolated_rng(seed):
-        adapters = nn.ModuleDict({adapter_key(unit.name): BottleneckAdapter(dims[unit.name], bottleneck_dim)
-                                  for unit in units})
+        adapters = nn.ModuleDict({adapter_key(unit.name): kind(dims[unit.name], bottleneck_dim) for unit in units})
     parameter = next(backbone.parameters(), None)
     if parameter is not None:
         adapters.to(parameter.device)
@@ -282,7 +337,7 @@ def _placeholder(tokenizer: Any) -> tuple[str, int]:
 # ---------------------------------------------------------------------------------------- ownership
 def peft_unit_tensors(mode: UnitMode, backbone: nn.Module, unit: UnitSpec, prefix: str,
                       names: Sequence[str]) -> list[str]:
-    """The tensors `unit` owns in a PEFT mode ("bottleneck", "layernorm", "bias", "prompt").
+    """The tensors `unit` owns in a PEFT mode ("bottleneck", "layernorm", "bias", "prompt", "dual_adapter").
 
     Args:
         mode: the unit mode.
@@ -299,6 +354,9 @@ def peft_unit_tensors(mode: UnitMode, backbone: nn.Module, unit: UnitSpec, prefi
     """
     if mode == "bottleneck":
         adapter = f"{BOTTLENECK}.{adapter_key(unit.name)}."
+        return [name for name in names if name.startswith(adapter)]
+    if mode == DUAL_ADAPTER:  # only the shared adapter is the unit's (averaged); personal is client state
+        adapter = f"{BOTTLENECK}.{adapter_key(unit.name)}.shared."
         return [name for name in names if name.startswith(adapter)]
     if mode == "prompt":
         return []

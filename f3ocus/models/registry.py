@@ -81,11 +81,11 @@ def build_vqa_model(family: str, checkpoint: str = FOUNDATION, *, answers: Seque
         checkpoint: "scratch", "foundation", a hub id or a local directory.
         answers: closed answer set of the head (may be empty when `findings` is given).
         unit_mode: "layer" (units = whole blocks), "adapter" (units = LoRA inside each block), or a PEFT
-            mode (`f3ocus.models.peft_modes`): "bottleneck", "layernorm", "bias", "prompt".
+            mode (`f3ocus.models.peft_modes`): "bottleneck", "layernorm", "bias", "prompt", "dual_adapter".
         lora_r: LoRA rank (adapter mode).
         lora_alpha: LoRA alpha (adapter mode).
         lora_dropout: LoRA dropout (adapter mode).
-        bottleneck_dim: bottleneck width r (bottleneck mode).
+        bottleneck_dim: bottleneck width r (bottleneck and dual_adapter modes).
         prompt_length: number of learned prompt vectors P (prompt mode).
         image_size: input side in pixels for the tiny presets (ignored for real checkpoints).
         seed: seeds scratch weights, LoRA A, bottleneck adapters, prompt vectors and the head.

@@ -140,6 +140,15 @@ def _shard_kind(question_types: Sequence[str] | None, n: int) -> str:
 HEAD_MODULES = ("head", "multilabel_head")  # `VqaModel`'s answer heads: the parameters `head_lr` applies to
 
 
+def adamw(model: torch.nn.Module, params: Sequence[torch.nn.Parameter], *, lr: float, head_lr: float | None,
+          weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over `params`, the answer heads' parameters (`HEAD_MODULES`) at `head_lr` (None = `lr`)."""
+    heads = {id(param) for name, param in model.named_parameters() if name.split(".")[0] in HEAD_MODULES}
+    groups = [{"params": [param for param in params if id(param) not in heads]},
+              {"params": [param for param in params if id(param) in heads], "lr": lr if head_lr is None else head_lr}]
+    return torch.optim.AdamW([group for group in groups if group["params"]], lr=lr, weight_decay=weight_decay)
+
+
 def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_size: int, lr: float,
                  weight_decay: float = 0.0, generator: torch.Generator, precision: str = "fp32",
                  head_lr: float | None = None) -> float:
@@ -167,10 +176,7 @@ def train_epochs(model: VqaModel, shard: EncodedShard, *, epochs: int, batch_siz
     if not params:
         raise ValueError("train_epochs: no parameter requires grad (call set_trainable first)")
     device = model_device(model)
-    heads = {id(param) for name, param in model.named_parameters() if name.split(".")[0] in HEAD_MODULES}
-    groups = [{"params": [param for param in params if id(param) not in heads]},
-              {"params": [param for param in params if id(param) in heads], "lr": lr if head_lr is None else head_lr}]
-    optimizer = torch.optim.AdamW([group for group in groups if group["params"]], lr=lr, weight_decay=weight_decay)
+    optimizer = adamw(model, params, lr=lr, head_lr=head_lr, weight_decay=weight_decay)
     was_training = model.training
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0  # summed on the device: no sync per step
     pos_weight = (balanced_pos_weight(shard.labels).to(device) if is_multilabel_target(shard.labels) else None)

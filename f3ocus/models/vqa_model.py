@@ -33,8 +33,8 @@ from torch import nn
 from f3ocus.models._rng import isolated_rng
 from f3ocus.models.catalog import selectable_units
 from f3ocus.models.family import FamilySpec
-from f3ocus.models.peft_modes import (PROMPT, UNIT_MODES, ModeSettings, UnitMode, attach_bottleneck_adapters,
-                                      attach_prompt, check_unit_tensors, peft_unit_tensors)
+from f3ocus.models.peft_modes import (BOTTLENECK, DUAL_ADAPTER, PERSONAL_MARKER, PROMPT, UNIT_MODES, ModeSettings, UnitMode,
+                                      attach_bottleneck_adapters, attach_prompt, check_unit_tensors, peft_unit_tensors)
 from f3ocus.models.units import UnitSpec, discover_units
 
 HEAD = "head"
@@ -123,7 +123,8 @@ class VqaModel(nn.Module):
                                 if self.findings else None)
         modes = modes or ModeSettings()
         self.bottleneck = (attach_bottleneck_adapters(spec, backbone, processor, self.unit_specs, modes.bottleneck_dim,
-                                                      seed) if unit_mode == "bottleneck" else None)
+                                                      seed, dual=unit_mode == DUAL_ADAPTER)
+                           if unit_mode in ("bottleneck", DUAL_ADAPTER) else None)
         self.prompt = attach_prompt(backbone, processor, modes.prompt_length, seed) if unit_mode == "prompt" else None
         self._unit_names = self._collect_unit_parameter_names()
         check_unit_tensors(self.family, unit_mode, self._unit_names, self.units)
@@ -245,6 +246,38 @@ class VqaModel(nn.Module):
         unknown = sorted(set(state) - allowed)
         if unknown:
             raise KeyError(f"unknown tensor name(s) for {self.family} ({self.unit_mode} mode): {unknown}")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                if params[name].shape != value.shape:
+                    raise ValueError(f"{name}: shape {tuple(value.shape)} != model {tuple(params[name].shape)}")
+                params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+    # ------------------------------------------------------------------ client state (dual_adapter mode)
+    def client_state_names(self) -> list[str]:
+        """Names of the tensors a client keeps as its own across rounds: the personal adapters in
+        "dual_adapter" mode (FedDAT), none in the other modes. Never a unit's or the head's."""
+        if self.unit_mode != DUAL_ADAPTER:
+            return []
+        return [name for name, _ in self.named_parameters() if name.startswith(f"{BOTTLENECK}.")
+                and PERSONAL_MARKER in name]
+
+    def client_state(self) -> dict[str, torch.Tensor]:
+        """{name: detached CPU clone} of the client-state tensors (`client_state_names`)."""
+        params = dict(self.named_parameters())
+        return {name: params[name].detach().to("cpu", copy=True) for name in self.client_state_names()}
+
+    def load_client_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy a client's state (all of `client_state_names`, nothing else) into the model, in place.
+
+        Raises:
+            KeyError: names missing from `state` or not client-state tensors of this model.
+            ValueError: a tensor whose shape differs from the model's.
+        """
+        expected = set(self.client_state_names())
+        if set(state) != expected:
+            raise KeyError(f"client state must hold exactly the {len(expected)} tensors of {self.unit_mode} mode; "
+                           f"missing {sorted(expected - set(state))[:3]}, unknown {sorted(set(state) - expected)[:3]}")
         params = dict(self.named_parameters())
         with torch.no_grad():
             for name, value in state.items():

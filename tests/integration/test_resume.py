@@ -27,15 +27,20 @@ def _overrides(output_dir, run_name, engine="local"):
             f"federation.engine={engine}", f"federation.rounds={ROUNDS}"]
 
 
-@pytest.mark.parametrize("engine", ["local", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
-def test_sigkill_mid_round_then_resume_matches_an_uninterrupted_run(tmp_path, cache_env, engine):
+@pytest.mark.parametrize("engine, method", [("local", None), pytest.param("ray", None, marks=[pytest.mark.ray,
+                                                                                              pytest.mark.slow]),
+                                            ("local", "feddat")])
+def test_sigkill_mid_round_then_resume_matches_an_uninterrupted_run(tmp_path, cache_env, engine, method):
+    from f3ocus.benchmarks.methods import METHODS
+
     # The reference, in this process on the local engine (identical to Ray's, see test_local_ray); it also
-    # builds the data store the two commands below reuse.
-    reference = run_experiment(load_config("configs/smoke/cpu_tiny.yaml", _overrides(tmp_path, "reference")),
-                               show=lambda _: None)
+    # builds the data store the two commands below reuse. FedDAT: its clients' own states must resume too.
+    method_overrides = [f"{k}={v}" for k, v in METHODS[method].overrides.items()] if method else []
+    reference = run_experiment(load_config("configs/smoke/cpu_tiny.yaml",
+                                           method_overrides + _overrides(tmp_path, "reference")), show=lambda _: None)
 
     # 1. `f3ocus run` in its own process group; SIGKILL the group once round 2 is checkpointed (round 3 runs).
-    command = [str(F3OCUS), "run", "configs/smoke/cpu_tiny.yaml"]
+    command = [str(F3OCUS), "run", "configs/smoke/cpu_tiny.yaml"] + (["--method", method] if method else [])
     for override in _overrides(tmp_path, "killed", engine):
         command += ["--set", override]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -75,6 +80,8 @@ def test_sigkill_mid_round_then_resume_matches_an_uninterrupted_run(tmp_path, ca
                                                                           want["selected"]), got["round"]
     state, reference_state = (FederationState.load(Path(d) / CHECKPOINT) for d in (run_dir, reference["run_dir"]))
     assert all(state.tensors[name].equal(tensor) for name, tensor in reference_state.tensors.items())
+    # Every client's own state (FedDAT's personal adapters): byte-identical (same sha256), as are the personal scores
+    assert state.client_states == reference_state.client_states and (bool(state.client_states) == bool(method))
 
     # One MLflow run: every step logged once, finished.
     client = MlflowClient(result["tracking_uri"])

@@ -54,7 +54,16 @@ def test_table_b_averages_efficiency_and_per_client_scores_over_seeds():
     assert row["trainable_params"] == pytest.approx(2000.0)
     assert row["per_client"] == {"a": pytest.approx(50.0), "b": pytest.approx(70.0)}
     assert row["score"][0] == pytest.approx(60.0)
-    assert "| LoRA (all units) | 3.000 | 2.000 | 2,000 | 50.0 | 70.0 | 60.0 ± 14.1 |" in tables.markdown_b(table)
+    assert "| LoRA (all units) | 3.000 | 2.000 | 2,000 | 50.0 | 70.0 | 60.0 ± 14.1 | – |" in tables.markdown_b(table)
+
+
+def test_table_b_gives_the_own_state_score_of_methods_with_client_state():
+    runs = [_cell("feddat", "t1", "blip", seed, 0.5, per_client={"a": 0.5}, upload_mbit_per_client_round=1.0,
+                  gflop_per_client_round=2.0, trainable_params_per_client_round=10.0, personal_score=own)
+            for seed, own in [(0, 0.6), (1, 0.8)]]
+    table = tables.table_b(runs, ["feddat"], "t1", "blip")
+    assert table["rows"][0]["personal_score"] == (pytest.approx(70.0), pytest.approx(14.142, rel=1e-3))
+    assert "| FedDAT | 1.000 | 2.000 | 10 | 50.0 | 50.0 ± 0.0 | 70.0 ± 14.1 |" in tables.markdown_b(table)
 
 
 def test_method_table_covers_the_papers_baselines_and_profiles_name_known_methods():
@@ -63,7 +72,8 @@ def test_method_table_covers_the_papers_baselines_and_profiles_name_known_method
                  "SynFlow", "FedSelect", "SPT", "LNTK-only", "Random", "F3OCUS"):
         assert name in labels
     modes = {method.overrides["model.unit_mode"] for method in PEFT_METHODS}
-    assert modes == {"layer", "bottleneck", "adapter", "layernorm", "bias", "prompt"}
+    assert modes == {"layer", "bottleneck", "adapter", "layernorm", "bias", "prompt", "dual_adapter"}
+    assert "FedDAT" in {method.label for method in PEFT_METHODS}
     for profile in PROFILES.values():
         assert set(profile.methods) <= set(METHODS)
 
@@ -71,6 +81,7 @@ def test_method_table_covers_the_papers_baselines_and_profiles_name_known_method
 @pytest.mark.parametrize("method,expected", [
     ("snip", "layer mode), task easy_vqa_domains, selection top_k (scorer snip)"),
     ("lora_all", "adapter mode), task easy_vqa_domains, selection full"),
+    ("feddat", "dual_adapter mode), task easy_vqa_domains, selection full"),
 ])
 def test_run_and_validate_take_a_paper_method_by_name(capsys, method, expected):
     from f3ocus.cli import main
@@ -79,3 +90,17 @@ def test_run_and_validate_take_a_paper_method_by_name(capsys, method, expected):
     assert expected in capsys.readouterr().out
     assert main(["validate", "configs/tasks/t1_domain.yaml", "--method", "nosuch"]) == 2
     assert "config error: --method: unknown method 'nosuch'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["--method", "feddat", "--set", "model.unit_mode=bottleneck"], "config error: model.unit_mode: must be 'dual_adapter'"),
+    (["--set", "model.unit_mode=dual_adapter"], "config error: federation.local_objective: must be 'feddat'"),
+    (["--method", "feddat", "--set", "federation.distill_temperature=0"],
+     "config error: federation.distill_temperature: must be > 0"),
+])
+def test_feddat_and_the_dual_adapter_mode_go_together(capsys, overrides, field):
+    from f3ocus.cli import main
+
+    assert main(["validate", "configs/tasks/t1_domain.yaml", "--set", "model.family=vilt", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(field) and len(err.strip().splitlines()) == 1 and "Traceback" not in err

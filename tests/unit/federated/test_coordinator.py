@@ -26,9 +26,9 @@ class FakePool:
         tensors = {f"{u}.w": torch.zeros(2) for u in (*UNITS, "head")}
         return ModelInfo(UNITS, names, {u: 2 for u in names}, tensors)
 
-    def map(self, method, state, tasks, on_done=None):
+    def map(self, method, state, tasks, on_done=None, attach=None):
         self.calls.append(method)
-        replies = [getattr(self, method)(state, task) for task in tasks]
+        replies = [getattr(self, method)(state, attach(task) if attach else task) for task in tasks]
         for reply in replies:
             on_done and on_done(reply)
         return replies

@@ -149,7 +149,7 @@ def test_pool_retries_are_recorded_per_round(tmp_path):
             super().__init__()
             self.faults = FaultLog()
 
-        def map(self, method, state, tasks, on_done=None):
+        def map(self, method, state, tasks, on_done=None, attach=None):
             if method == "train":  # as if c0's actor died once and the retry on a new actor succeeded
                 self.faults.retries.append(("c0", "ActorDiedError: The actor died"))
                 self.faults.actors_replaced += 1

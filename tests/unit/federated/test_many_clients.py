@@ -45,7 +45,7 @@ class ManyClientPool:
         tensors = {f"{u}.w": torch.zeros(SIZE) for u in (*UNITS, "head")}
         return ModelInfo(UNITS, names, {u: SIZE for u in names}, tensors)
 
-    def map(self, method, state, tasks, on_done=None):
+    def map(self, method, state, tasks, on_done=None, attach=None):
         replies = [None] * len(tasks)
         for start in range(0, len(tasks), self.window):
             for i in reversed(range(start, min(start + self.window, len(tasks)))):
