@@ -65,7 +65,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("t1", "llava24", (6, 1, 4, 2, 5, 1, 3, 2)),
     Setting("t1", "vilt12", (3, 1, 2, 1, 2, 1, 1, 1)),
     Setting("t2", "llava24", (4, 2, 6, 3, 1, 5, 2, 1)),
-    Setting("t2", "vilt12", (2, 1, 3, 1, 1, 2, 1, 1)),
+    # Setting("t2", "vilt12", (2, 1, 3, 1, 1, 2, 1, 1)) was declared, and left out by the protocol's bar: full
+    # fine-tuning stays below the majority answer under every T2 candidate (docs/STUDY.md, "The medical setting").
 )
 
 F3OCUS_PW = Method("f3ocus_pw", "F3OCUS (pseudo-weight 0.5)", "selection",
@@ -91,7 +92,10 @@ CHECKPOINTS: dict[str, str] = {"t1": "foundation", "t2": "foundation-med"}
 # The schedule of each task setting, chosen by `--choose` on validation rows (docs/STUDY.md, "Schedule").
 SCHEDULE: dict[str, Any] = {"federation.rounds": 12, "federation.local_epochs": 1, "federation.lr": 0.001,
                             "federation.batch_size": 16, "selection.score_batch_size": 32}
-SCHEDULES: dict[str, dict[str, Any]] = {"t1": SCHEDULE, "t2": SCHEDULE}
+# T2: `--choose --tasks t2` picked lr 2e-3 with the head at 1e-2, and 16 rounds (the fewest of 16, 20 that pass).
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "t1": SCHEDULE,
+    "t2": {**SCHEDULE, "federation.rounds": 16, "federation.lr": 0.002, "federation.head_lr": 0.01}}
 # `--choose`: per task, candidates that differ in learning rate and local epochs (T1) or learning rate and the
 # answer head's learning rate (T2: its answers are new to the foundation, so its head starts from scratch);
 # rounds, rows and batch stay as in SCHEDULE.

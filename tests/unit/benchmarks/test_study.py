@@ -139,14 +139,15 @@ def test_choose_report_picks_per_task_the_best_mean_and_breaks_ties_towards_fewe
 
 
 def test_choose_report_leaves_out_a_setting_below_the_bar_under_every_candidate() -> None:
+    settings = (*study.SETTINGS, study.Setting("t2", "vilt12", (2, 1, 3, 1, 1, 2, 1, 1)))
     cells = {}
-    for setting in study.SETTINGS:
+    for setting in settings:
         for index, _ in enumerate(study.CANDIDATES[setting.task]):
             # t2.vilt12 stays at the majority (20) under every candidate; t2.llava24 is best under candidate 3
             value = 0.2 if setting.model == "vilt12" else 0.4 + 0.05 * index
             cells[f"{setting.task}.{setting.model}.c{index}.s0"] = _cell([0.0] + [value] * 5)
 
-    report = study.choose_report(cells)
+    report = study.choose_report(cells, settings)
 
     assert report["picks"]["t2"]["candidate"] == 3
     assert report["picks"]["t2"]["mean"] == pytest.approx(55.0)  # the mean over the passing setting only
