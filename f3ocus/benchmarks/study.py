@@ -416,6 +416,10 @@ def study_report(cells: Mapping[str, Mapping[str, Any]], settings: Sequence[Sett
     testable = [paired_contrast(cells, a, b, keep=lambda pair: pair in unflagged) for a, b in CONTRASTS]
     final_primary = paired_contrast(cells, *CONTRASTS[0], metric=lambda cell: 100.0 * cell["score"])
     columns = [f"{s.task}.{s.model}" for s in settings]
+    # The primary contrast within each setting too: a pooled mean can hide settings that disagree.
+    primary_by_setting = {column: paired_contrast(cells, *CONTRASTS[0],
+                                                  keep=lambda pair, c=column: pair.startswith(c + "."))
+                          for column in columns}
     table = []
     for name in STUDY_METHODS:
         row = {"method": name, "label": STUDY_METHODS[name].label, "cells": []}
@@ -434,7 +438,8 @@ def study_report(cells: Mapping[str, Mapping[str, Any]], settings: Sequence[Sett
         found = [cell["majority_score"] for key, cell in cells.items() if key.startswith(column + ".")]
         majority.append(100.0 * float(np.mean(found)) if found else math.nan)
     report = {"columns": columns, "table": table, "majority": majority, "contrasts": contrasts,
-              "contrasts_testable": testable, "final_round_primary": final_primary, "coverage": cover,
+              "contrasts_testable": testable, "final_round_primary": final_primary,
+              "primary_by_setting": primary_by_setting, "coverage": cover,
               "num_units": [NUM_UNITS[s.model] for s in settings]}
     report["markdown"] = _study_markdown(report)
     return report
@@ -475,6 +480,14 @@ def _study_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"| {name} | {every['n']} | {every['mean']:+.2f} | [{every['ci'][0]:+.2f}, {every['ci'][1]:+.2f}]"
                      f" (±{every['half_width']:.2f}) | {every['wilcoxon_p']:.3f} | {every['wins']} / "
                      f"{every['losses']} / {every['ties']} | {rest} |")
+    by_setting = [(column, c) for column, c in report["primary_by_setting"].items() if c["n"]]
+    if by_setting:
+        primary = report["contrasts"][0]
+        name = f"{STUDY_METHODS[primary['a']].label} − {STUDY_METHODS[primary['b']].label}"
+        lines += ["", f"{name} within each setting: "
+                  + "; ".join(f"{column} {c['mean']:+.2f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] (n {c['n']}, "
+                              f"p {c['wilcoxon_p']:.3f}, {c['wins']} / {c['losses']} / {c['ties']})"
+                              for column, c in by_setting) + "."]
     final = report["final_round_primary"]
     if final["n"]:
         lines += ["", f"Primary contrast on the final round's score instead: {final['mean']:+.2f} "

@@ -170,5 +170,11 @@ def test_report_and_figures_from_finished_cells(tmp_path) -> None:
     assert report["contrasts"][0]["n"] == 6 and "F3OCUS − LNTK-only | 6 |" in report["markdown"]
     assert "*Majority answer, no training* | 20.0 | 20.0 |" in report["markdown"]
     assert not any(info["flagged"] for info in report["coverage"].values())
+    # The primary contrast per setting: 3 pairs each, and their pooled mean is the overall mean
+    by_setting = report["primary_by_setting"]
+    assert [by_setting[f"{s.task}.{s.model}"]["n"] for s in study.SETTINGS] == [3, 3, 0]
+    pooled = (by_setting["t1.llava24"]["mean"] + by_setting["t1.vilt12"]["mean"]) / 2
+    assert pooled == pytest.approx(report["contrasts"][0]["mean"])
+    assert "within each setting: t1.llava24 " in report["markdown"]
     assert [path.name for path in paths] == ["study_rounds.png", "study_paired.png"]
     assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in paths)
