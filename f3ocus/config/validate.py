@@ -102,19 +102,8 @@ def expected_num_clients(cfg: ExperimentConfig) -> int | None:
     partition, data = cfg.data.partition, cfg.data
     if partition.scheme != "natural":
         return partition.num_clients
-    if data.task == "multi_source" and partition.by in ("source", "client"):
-        return len(data.sources)  # one client per source
-    if data.task == "ultra_medvqa" and data.modalities and partition.by == "source":
-        return len(data.modalities)  # one client per MedMNIST file
-    if data.task == "ultra_medvqa" and data.modalities and partition.by == "modality":
-        from f3ocus.data.medmnist_meta import medmnist_info
-
-        return len({medmnist_info(flag).modality for flag in data.modalities})
-    if data.task == "easy_vqa_domains" and partition.by == "modality":
-        from f3ocus.data.domains import FIVE_DOMAINS
-
-        return len(data.modalities or FIVE_DOMAINS)  # one client per domain shift (default: the five)
-    return None
+    task = TASKS.get(data.task)
+    return None if task is None or task.natural_clients is None else task.natural_clients(data)
 
 
 def _check_source(where: str, task: str, path: str | None, modalities: tuple[str, ...] | None) -> None:
