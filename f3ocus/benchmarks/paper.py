@@ -15,7 +15,6 @@ With `--jobs N > 1` cells run in N spawned processes; a SQLite store then sits b
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -35,48 +34,6 @@ from f3ocus.config.schema import ConfigError, ExperimentConfig
 PARENT_TAG = "mlflow.parentRunId"
 EXPERIMENT = "bench-paper"
 BYTES_PER_VALUE = {"float32": 4, "float16": 2, "bfloat16": 2}
-
-
-def add_bench_parser(commands: Any) -> None:
-    """`f3ocus bench paper ...` (registered by `f3ocus.cli`)."""
-    bench = commands.add_parser("bench", help="benchmarks that reproduce the paper's tables")
-    kinds = bench.add_subparsers(dest="bench", required=True)
-    paper = kinds.add_parser("paper", help="methods x tasks x tiny models offline; Tables A and B (resumable)")
-    paper.add_argument("--quick", action="store_true", help="the <= 20 min grid (profile 'quick'); default 'full'")
-    paper.add_argument("--seeds", type=int, help="seeds 0..K-1 (default: the profile's)")
-    paper.add_argument("--tasks", type=_names, help="comma-separated task keys, e.g. t1,t4 (configs/tasks/)")
-    paper.add_argument("--methods", type=_names, help=f"comma-separated; known: {', '.join(METHODS)}")
-    paper.add_argument("--models", type=_names, help="comma-separated model families, e.g. vilt,blip")
-    paper.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
-    paper.add_argument("--engine", choices=("local", "ray"), default="local", help="federation.engine of every cell")
-    paper.add_argument("--output-dir", default="runs", help="MLflow store and bench/ folder root (default runs)")
-    paper.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<output-dir>/mlflow.db")
-    paper.add_argument("--experiment", default=EXPERIMENT, help=f"MLflow experiment (default {EXPERIMENT})")
-    paper.add_argument("--tasks-dir", type=Path, default=TASKS_DIR, help="where t<k>_<name>.yaml task configs are "
-                       "(default: the repository's configs/tasks)")
-    paper.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key in every cell, e.g. --set federation.local_epochs=2")
-    paper.set_defaults(handler=_bench_paper)
-    from f3ocus.benchmarks.study import add_study_parser
-
-    add_study_parser(kinds)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _bench_paper(args: argparse.Namespace) -> int:
-    if args.seeds is not None and args.seeds < 1:
-        raise ConfigError("--seeds", f"must be >= 1, got {args.seeds}")
-    if args.jobs < 1:
-        raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
-    summary = run_paper_bench(
-        profile="quick" if args.quick else "full", tasks=args.tasks, methods=args.methods, models=args.models,
-        seeds=args.seeds, jobs=args.jobs, engine=args.engine, output_dir=Path(args.output_dir),
-        tracking_uri=args.tracking_uri, experiment=args.experiment, overrides=tuple(args.overrides),
-        tasks_dir=args.tasks_dir)
-    return 0 if not summary["failed"] else 1
 
 
 def run_paper_bench(*, profile: str = "full", tasks: tuple[str, ...] | None = None,

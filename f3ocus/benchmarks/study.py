@@ -21,7 +21,6 @@ cells with the same config are skipped; MLflow parent run + one child run per ce
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -237,58 +236,6 @@ def coverage(cells: Mapping[str, Mapping[str, Any]], method: str = "lntk_only") 
                                              "full_rounds": full, "rounds": len(distinct),
                                              "flagged": full >= len(distinct) / 2}
     return out
-
-
-# ------------------------------------------------------------------------------------------ command
-def add_study_parser(kinds: Any) -> None:
-    """`f3ocus bench study ...` (registered by `f3ocus.benchmarks.paper.add_bench_parser`)."""
-    study = kinds.add_parser("study", help="the protocol of docs/STUDY.md: deep presets, scarce coverage, paired "
-                                           "statistics (resumable)")
-    study.add_argument("--choose", action="store_true", help="step 1: score the schedule candidates with full "
-                       "fine-tuning on validation rows and print the rule's pick")
-    study.add_argument("--seeds", type=int, help="seeds 0..K-1 for every row (default: each row's own, see SEEDS)")
-    study.add_argument("--methods", type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
-                       help=f"comma-separated; known: {', '.join(STUDY_METHODS)}")
-    study.add_argument("--tasks", type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
-                       help="comma-separated task keys of the study to run (default: all, " +
-                       ", ".join(dict.fromkeys(s.task for s in SETTINGS)) + ")")
-    study.add_argument("--models", type=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()),
-                       help="comma-separated models of the study to run (default: all, " +
-                       ", ".join(dict.fromkeys(s.model for s in SETTINGS)) + ")")
-    study.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
-    study.add_argument("--output-dir", default="runs", help="MLflow store and bench/ folder root (default runs)")
-    study.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<output-dir>/mlflow.db")
-    study.add_argument("--figures-dir", type=Path, help="also write the PNG figures and study.md here")
-    study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key in every cell (changes what the protocol fixed: say so)")
-    study.set_defaults(handler=_bench_study)
-
-
-def _bench_study(args: argparse.Namespace) -> int:
-    if args.seeds is not None and args.seeds < 1:
-        raise ConfigError("--seeds", f"must be >= 1, got {args.seeds}")
-    if args.jobs < 1:
-        raise ConfigError("--jobs", f"must be >= 1, got {args.jobs}")
-    settings = _narrow(_narrow(SETTINGS, "task", args.tasks), "model", args.models)
-    summary = run_study(choose=args.choose, seeds=args.seeds, methods=args.methods, jobs=args.jobs, settings=settings,
-                        output_dir=Path(args.output_dir), tracking_uri=args.tracking_uri,
-                        figures_dir=args.figures_dir, overrides=tuple(args.overrides))
-    return 0 if not summary["failed"] else 1
-
-
-def _narrow(settings: Sequence[Setting], field: str, names: Sequence[str] | None) -> tuple[Setting, ...]:
-    """The settings whose `field` ("task" or "model") is one of `names` (all when None).
-
-    Raises:
-        ConfigError: a name no study setting has (field `--tasks` / `--models`).
-    """
-    if not names:
-        return tuple(settings)
-    known = sorted({getattr(setting, field) for setting in SETTINGS})
-    unknown = sorted(set(names) - set(known))
-    if unknown:
-        raise ConfigError(f"--{field}s", f"unknown study {field}(s) {unknown}; known: {known}")
-    return tuple(setting for setting in settings if getattr(setting, field) in names)
 
 
 def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequence[str] | None = None,

@@ -13,11 +13,7 @@ from pathlib import Path
 
 from f3ocus.config.schema import ConfigError, ExperimentConfig
 from f3ocus.models.catalog import BUILTIN_CHECKPOINTS
-
-SOURCE_TASKS = ("ultra_medvqa", "easy_vqa", "slake", "vqa_rad", "pathvqa", "vqamed", "easy_vqa_domains",
-                "cxr_multilabel")  # what one source of a multi_source task may be
-TASKS = (*SOURCE_TASKS, "multi_source")
-LOCAL_TASKS = ("ultra_medvqa", "easy_vqa", "vqamed", "cxr_multilabel")  # `path` is always a local folder
+from f3ocus.tasks import SOURCE_TASKS, TASKS
 
 
 def validate(cfg: ExperimentConfig) -> list[str]:
@@ -106,34 +102,21 @@ def expected_num_clients(cfg: ExperimentConfig) -> int | None:
     partition, data = cfg.data.partition, cfg.data
     if partition.scheme != "natural":
         return partition.num_clients
-    if data.task == "multi_source" and partition.by in ("source", "client"):
-        return len(data.sources)  # one client per source
-    if data.task == "ultra_medvqa" and data.modalities and partition.by == "source":
-        return len(data.modalities)  # one client per MedMNIST file
-    if data.task == "ultra_medvqa" and data.modalities and partition.by == "modality":
-        from f3ocus.data.medmnist_meta import medmnist_info
-
-        return len({medmnist_info(flag).modality for flag in data.modalities})
-    if data.task == "easy_vqa_domains" and partition.by == "modality":
-        from f3ocus.data.domains import FIVE_DOMAINS
-
-        return len(data.modalities or FIVE_DOMAINS)  # one client per domain shift (default: the five)
-    return None
+    task = TASKS.get(data.task)
+    return None if task is None or task.natural_clients is None else task.natural_clients(data)
 
 
 def _check_source(where: str, task: str, path: str | None, modalities: tuple[str, ...] | None) -> None:
-    """Per-task checks of a data section or one multi_source source (`where` prefixes the field names)."""
-    known = None
-    if task == "ultra_medvqa":
-        from f3ocus.data.medmnist_meta import FLAGS as known
-    elif task == "easy_vqa_domains":
-        from f3ocus.data.domains import DOMAINS as known
+    """Per-task checks of a data section or one multi_source source (`where` prefixes the field names), from
+    the task's registry entry (`f3ocus.tasks`)."""
+    spec = TASKS[task]
+    known = spec.known_modalities()
     if known is not None:
         for index, name in enumerate(modalities or ()):
             _known(f"{where}.modalities[{index}]", name, known)
-    if task == "vqamed" and path is None:
-        raise ConfigError(f"{where}.path", "task vqamed reads a local VQA-Med folder: set its path")
-    if path is not None and (task in LOCAL_TASKS or _looks_local(path)):
+    if spec.requires_path is not None and path is None:
+        raise ConfigError(f"{where}.path", f"task {task} reads {spec.requires_path}: set its path")
+    if path is not None and (spec.local_path or _looks_local(path)):
         _exists(f"{where}.path", path)
 
 

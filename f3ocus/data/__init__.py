@@ -2,9 +2,9 @@
 
 Reading order: `schema` (the row layout, `DataError` and the `BadRows` skip report) -> the builders (`easy_vqa`, `ultra_medvqa`
 on `medmnist_meta` / `medmnist_synth` / `question_templates`, `hub`, `vqamed`, `domains`, `cxr` / `cxr_synth`,
-`sources` for several at once) -> `partition` -> `answers` ->
-`store` -> `prepare` (the one entry point the platform calls). `vocabulary` lists every word the
-built-in builders can produce, for the tiny VLMs' tokenizer.
+`sources` for several at once; `builders`, one per task of the registry `f3ocus.tasks`, calls them) ->
+`partition` -> `answers` -> `store` -> `prepare` (the one entry point the platform calls). `vocabulary` lists
+every word the built-in builders can produce, for the tiny VLMs' tokenizer.
 """
 
 from f3ocus.data.answers import answer_vocabulary, closed_set_accuracy, majority_answer, normalize_answer

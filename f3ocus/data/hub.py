@@ -1,14 +1,14 @@
 """Loaders for the public medical VQA sets SLAKE, VQA-RAD and PathVQA, mapped into the shared row layout.
 
-It owns where each source lives (hub ids), how its own columns map onto `FEATURES`, and the
-closed-question filter. A short name or hub id goes through `datasets.load_dataset` (unreachable on the
-project's machines, so that branch is one call); a local directory is either a `save_to_disk` dataset
-(Dataset or DatasetDict) or a folder with one file per split whose image fields are paths relative to
-the folder: `<split>.jsonl` (one JSON object per line) or `<split>.json` (a JSON array of objects, as
-the SLAKE 1.0 release ships `train.json`, `validate.json` and `test.json` next to `imgs/`). VQA-RAD and
-PathVQA rows carry image, question, answer; SLAKE rows carry img_name (a path relative to the image
-folder), question, answer, modality, answer_type (OPEN/CLOSED), content_type, q_lang (en/zh: only
-English is kept) and location.
+It owns how each source's columns map onto `FEATURES`, and the closed-question filter (where each source
+lives, its hub id, is declared in the task registry, `f3ocus.tasks`). A short name or hub id goes through
+`datasets.load_dataset` (unreachable on the project's machines, so that branch is one call); a local
+directory is either a `save_to_disk` dataset (Dataset or DatasetDict) or a folder with one file per split
+whose image fields are paths relative to the folder: `<split>.jsonl` (one JSON object per line) or
+`<split>.json` (a JSON array of objects, as the SLAKE 1.0 release ships `train.json`, `validate.json` and
+`test.json` next to `imgs/`). VQA-RAD and PathVQA rows carry image, question, answer; SLAKE rows carry
+img_name (a path relative to the image folder), question, answer, modality, answer_type (OPEN/CLOSED),
+content_type, q_lang (en/zh: only English is kept) and location.
 """
 
 from __future__ import annotations
@@ -22,12 +22,8 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from f3ocus.data.schema import BadRows, DataError, make_vqa_dataset
+from f3ocus.tasks import HUB_IDS  # short name -> hub id, declared with each task in the registry
 
-HUB_IDS: dict[str, str] = {
-    "slake": "BoKelvin/SLAKE",
-    "vqa_rad": "flaviagiammarino/vqa-rad",
-    "pathvqa": "flaviagiammarino/path-vqa",
-}
 MODALITY: dict[str, str] = {"vqa_rad": "radiology", "pathvqa": "pathology"}
 SPLIT_ALIASES: dict[str, tuple[str, ...]] = {"validation": ("validation", "val", "valid", "validate"),
                                              "test": ("test",), "train": ("train",)}

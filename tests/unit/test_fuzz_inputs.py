@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from f3ocus.cli import main
 from f3ocus.config.load import load_config
 from f3ocus.config.schema import ConfigError, ExperimentConfig
-from f3ocus.config.validate import TASKS, validate
+from f3ocus.config.validate import validate
+from f3ocus.tasks import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 FUZZ = settings(deadline=None, database=None, print_blob=True,  # no .hypothesis/ in the repo; the blob replays
@@ -114,7 +115,7 @@ def _known_values() -> dict[str, list[Any]]:
         "model.family": sorted(FAMILIES) + ["gpt5"],
         "model.checkpoint": ["scratch", "foundation", "/no/such/checkpoint", str(ROOT / "configs"), "not/a-hub-id"],
         "model.cache_dir": [None, "/no/such/cache"],
-        "data.task": list(TASKS) + ["mimic"],
+        "data.task": list(TASK_NAMES) + ["mimic"],
         "data.path": [None, "/no/such/folder", str(ROOT / "configs")],
         "data.modalities": [None, ["pathmnist", "dermamnist", "bloodmnist"], ["nosuchmnist"], []],
         "data.partition.by": ["modality", "source", "nope"],

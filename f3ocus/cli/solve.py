@@ -3,18 +3,18 @@
     f3ocus solve --scores scores.json --budgets 2,3,1 --algorithm nsga2 [--seed 0] [--out front.json]
 
 `--scores` is a JSON list of N lists of L floats, or a `.npy` (N, L) array. Rows are used as given (not
-re-normalised). Bad input raises `ConfigError` naming the flag; `f3ocus.cli.main` (or `main` here) turns it
-into one `config error: ...` line on stderr and exit code 2.
+re-normalised). Bad input raises `ConfigError` naming the flag; `f3ocus.cli.main` turns it into one
+`config error: ...` line on stderr and exit code 2. Start-up stays light: the solvers are imported by the
+handler, and nothing here imports torch or transformers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +23,9 @@ from f3ocus.config.schema import ConfigError
 ALGORITHMS = ("nsga2", "abc", "aco", "sa", "mopso", "flow", "exact")
 
 
-def add_solve_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the `solve` sub-command on an `argparse` subparsers object; returns its parser."""
-    solve = subparsers.add_parser("solve", help="solve one F3OCUS layer-selection problem from a score file")
+def add_parsers(commands: Any) -> None:
+    """Add `solve` to the `f3ocus` subcommands."""
+    solve = commands.add_parser("solve", help="solve one F3OCUS layer-selection problem from a score file")
     solve.add_argument("--scores", required=True, help="JSON list of N lists of L floats, or an (N, L) .npy")
     solve.add_argument("--budgets", required=True, help="comma-separated per-client budgets b1,b2,...")
     solve.add_argument("--algorithm", choices=ALGORITHMS, default="nsga2")
@@ -36,11 +36,10 @@ def add_solve_parser(subparsers: Any) -> argparse.ArgumentParser:
     solve.add_argument("--archive-size", type=int, default=100)
     solve.add_argument("--decision", choices=("knee", "pseudo_weights"), default="knee")
     solve.add_argument("--decision-weight", type=float, default=0.5, help="importance weight for pseudo_weights")
-    solve.set_defaults(handler=run_solve)
-    return solve
+    solve.set_defaults(handler=_solve)
 
 
-def run_solve(args: argparse.Namespace) -> int:
+def _solve(args: argparse.Namespace) -> int:
     """Handler: read, solve, decide, write. Raises ConfigError on bad input."""
     from f3ocus.selection.archive import SolverSettings
     from f3ocus.selection.decide import choose
@@ -128,14 +127,3 @@ def _write(text: str, out: str | None) -> None:
         Path(out).write_text(text + "\n")
     except (OSError, ValueError) as error:  # ValueError: an embedded NUL byte in the name
         raise ConfigError("--out", f"cannot write {out}: {error}") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point (`python -m f3ocus.selection.solve_cli solve ...`): exactly `f3ocus solve`."""
-    from f3ocus.cli import main as cli_main  # late: f3ocus.cli imports this module
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

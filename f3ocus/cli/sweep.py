@@ -1,4 +1,4 @@
-"""The `f3ocus sweep` and `f3ocus mlflow-server` subcommands (registered by `f3ocus.cli`).
+"""`f3ocus sweep` and `f3ocus mlflow-server`: a Ray Tune sweep of experiments, and the MLflow server it logs to.
 
 `f3ocus sweep SWEEP.yaml [--set key=value ...] [--check]`: `--set` keys address the sweep file
 (`max_concurrent_trials=1`, `set.federation.rounds=3`, `grid.seed=[0,1,2]`); `--check` validates the
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 
-def add_sweep_parsers(commands: Any) -> None:
+def add_parsers(commands: Any) -> None:
     """Add `sweep` and `mlflow-server` to the `f3ocus` subcommands."""
     sweep = commands.add_parser("sweep", help="run a Ray Tune sweep of experiments (configs/sweeps/*.yaml)")
     sweep.add_argument("sweep", help="sweep YAML, e.g. configs/sweeps/smoke_2x2x2.yaml")

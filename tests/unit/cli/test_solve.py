@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from f3ocus.selection.solve_cli import main
+from f3ocus.cli import main
 from f3ocus.selection.synthetic import lntk_like_problem
 
 SCORES = [[0.1, 0.5, 0.2, 0.2, 0.0], [0.4, 0.1, 0.4, 0.1, 0.0], [0.2, 0.2, 0.2, 0.2, 0.2]]
@@ -89,7 +89,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, content, budgets, mes
 
 
 def test_missing_file_in_a_subprocess_has_no_traceback(tmp_path):
-    code = ("import sys; from f3ocus.selection.solve_cli import main; "
+    code = ("import sys; from f3ocus.cli import main; "
             f"sys.exit(main(['solve', '--scores', {str(tmp_path / 'nope.json')!r}, '--budgets', '1']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr and "--scores" in done.stderr
