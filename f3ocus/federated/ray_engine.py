@@ -38,6 +38,7 @@ from f3ocus.federated.pool import RayPool
 from f3ocus.federated.checkpoint import load_latest
 from f3ocus.federated.state import FederationState, TooFewClientsError
 from f3ocus.federated.progress import format_progress, format_round
+from f3ocus.prepared import OFFLINE_ENV, Prepared, make_logger, worker_spec
 
 
 OnRound = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -65,7 +66,7 @@ class ActorPlacement:
             placement_group_capture_child_tasks=True)}
 
 
-def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | None = None, *,
+def run_on_ray(cfg: ExperimentConfig, prepared: Prepared, resume: FederationState | None = None, *,
                show: Callable[[str], None] = print, on_round: OnRound | None = None,
                placement: ActorPlacement | None = None) -> dict[str, Any]:
     """Start (or join) Ray, run every remaining round on actors, return the coordinator's summary.
@@ -108,8 +109,6 @@ def _init_ray() -> bool:
     """Join $RAY_ADDRESS or start a local instance; True when this call started Ray."""
     import ray
 
-    from f3ocus.experiment import OFFLINE_ENV
-
     if ray.is_initialized():
         return False
     address = os.environ.get("RAY_ADDRESS")
@@ -124,10 +123,8 @@ def _init_ray() -> bool:
     return True
 
 
-def _start_pool(cfg: ExperimentConfig, prepared: Any, placement: ActorPlacement | None = None) -> RayPool:
+def _start_pool(cfg: ExperimentConfig, prepared: Prepared, placement: ActorPlacement | None = None) -> RayPool:
     """The client actors, started now (they import and load the model while the caller goes on)."""
-    from f3ocus.experiment import worker_spec
-
     fed = cfg.federation
     actor_options = {"num_cpus": fed.worker_resources.num_cpus, "num_gpus": fed.worker_resources.num_gpus}
     slot_options = None if placement is None else [placement.options(b) for b in placement.client_bundles]
@@ -135,12 +132,10 @@ def _start_pool(cfg: ExperimentConfig, prepared: Any, placement: ActorPlacement 
                    slot_options=slot_options)
 
 
-def _start_coordinator(cfg: ExperimentConfig, prepared: Any, pool: RayPool, resume: FederationState | None,
+def _start_coordinator(cfg: ExperimentConfig, prepared: Prepared, pool: RayPool, resume: FederationState | None,
                        show: Callable[[str], None], placement: ActorPlacement | None = None) -> Any:
     """The coordinator actor, handed `pool` (its copy holds the same actor handles and replaces dead actors)."""
     import ray
-
-    from f3ocus.experiment import make_logger
 
     fed = cfg.federation
     coordinator_cls = ray.remote(Coordinator).options(
