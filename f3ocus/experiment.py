@@ -1,7 +1,8 @@
 """One experiment, end to end: config -> foundation model -> federated data -> coordinator -> result.
 
-Reading order for newcomers: `run_experiment` here, then `Coordinator.run_round`
-(`f3ocus/federated/coordinator.py`), then the interfaces each phase calls. Heavy or remote work is
+Reading order for newcomers: `run_experiment` here, then the round loop `run_rounds`
+(`f3ocus/federated/rounds.py`, driven by `local_engine.py` or `ray_engine.py`), then one round,
+`Coordinator.run_round` (`f3ocus/federated/coordinator.py`), then the interfaces each phase calls. Heavy or remote work is
 ordered so that every configuration problem surfaces before Ray starts: validation, then the cached
 foundation checkpoint and the federated data store (both built on the driver), then Ray actors.
 """
@@ -9,7 +10,6 @@ foundation checkpoint and the federated data store (both built on the driver), t
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -21,7 +21,7 @@ import yaml
 from f3ocus.config.load import to_dict
 from f3ocus.config.schema import ConfigError, ExperimentConfig
 from f3ocus.config.validate import check_budgets, check_min_clients, validate
-from f3ocus.prepared import OFFLINE_ENV, Prepared, make_logger, worker_spec
+from f3ocus.prepared import OFFLINE_ENV, Prepared
 
 
 def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, show: Callable[[str], None] = print,
@@ -57,7 +57,8 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
     if cfg.federation.engine == "local":
         if placement is not None:
             raise ValueError("placement needs federation.engine: ray")
-        result = _run_local(cfg, prepared, resume, show, on_round)
+        from f3ocus.federated.local_engine import run_local
+        result = run_local(cfg, prepared, resume, show, on_round)
     else:
         from f3ocus.federated.ray_engine import run_on_ray
         result = run_on_ray(cfg, prepared, resume, show=show, on_round=on_round, placement=placement)
@@ -159,30 +160,6 @@ def build_data(cfg: ExperimentConfig):
 def ensure_model(cfg: ExperimentConfig, show: Callable[[str], None] = print) -> str | None:
     """The model cache dir of `cfg`, with the foundation checkpoint built first when the config uses one."""
     return _ensure_model(cfg, show)
-
-
-def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any, show: Callable[[str], None],
-               on_round: Callable[[dict, dict], None] | None = None) -> dict[str, Any]:
-    """Everything in this process: one LocalPool worker, the coordinator called directly."""
-    from f3ocus.federated.coordinator import Coordinator
-    from f3ocus.federated.pool import LocalPool
-    from f3ocus.federated.progress import format_round
-
-    coordinator = Coordinator(cfg, prepared.federation, str(prepared.run_dir),
-                              make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared),
-                                                          retries=cfg.federation.client_retries),
-                              make_logger=functools.partial(make_logger, cfg, prepared), resume=resume)
-    run_info = {**coordinator.run_info(), "coordinator_node": "local"}
-    if coordinator.needs_initial_evaluation():
-        record = coordinator.evaluate_initial()
-        if on_round:
-            on_round(record, run_info)
-    for round_idx in range(coordinator.next_round(), cfg.federation.rounds + 1):
-        record = coordinator.run_round(round_idx)
-        show(format_round(record, coordinator.progress()))
-        if on_round:
-            on_round(record, run_info)
-    return coordinator.finish()
 
 
 def _ensure_model(cfg: ExperimentConfig, show: Callable[[str], None]) -> str | None:

@@ -1,7 +1,7 @@
 """The coordinator: holds the global state, runs selection and aggregation, and is the only logger.
 
 `run_round` is docs/METHOD.md §4 step by step: broadcast -> score -> select -> train -> aggregate ->
-evaluate -> log. The coordinator holds no model and sees no data: it knows the units, the tensors of
+evaluate -> log. The loop over rounds that calls it is `f3ocus.federated.rounds.run_rounds`. The coordinator holds no model and sees no data: it knows the units, the tensors of
 the global state, client names, example counts and budgets. It runs in-process (`LocalPool`, tests)
 or as a Ray actor that owns a `RayPool` of client actors. Everything needed to continue a run lives in
 `FederationState` (with the federation's public facts, `Federation`, in `state.py`), which is written
@@ -35,6 +35,7 @@ from f3ocus.federated.client_state import CLIENT_STATE_DIR, ClientStateStore
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError, tensor_bytes)
 from f3ocus.federated.pool import WorkerPool
+from f3ocus.federated.rounds import run_rounds
 from f3ocus.federated.state import (CHECKPOINT, Federation, FederationState, Progress, TooFewClientsError,
                                     UpdateSummary)
 from f3ocus.selection import SelectionResult, build_selector, check_mask
@@ -124,12 +125,8 @@ class Coordinator:
 
     # ----------------------------------------------------------------------------------------- loop
     def run(self) -> dict[str, Any]:
-        """Initial evaluation (unless resumed past it), every remaining round, then the summary."""
-        if self.needs_initial_evaluation():
-            self.evaluate_initial()
-        for round_idx in range(self.next_round(), self.cfg.federation.rounds + 1):
-            self.run_round(round_idx)
-        return self.finish()
+        """Initial evaluation (unless resumed past it), every remaining round, then the summary (`run_rounds`)."""
+        return run_rounds(self, self.cfg.federation.rounds)
 
     def next_round(self) -> int:
         """The first round not completed yet (1 for a fresh run)."""
