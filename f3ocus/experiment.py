@@ -2,9 +2,10 @@
 
 Reading order for newcomers: `run_experiment` here, then the round loop `run_rounds`
 (`f3ocus/federated/rounds.py`, driven by `local_engine.py` or `ray_engine.py`), then one round,
-`Coordinator.run_round` (`f3ocus/federated/coordinator.py`), then the interfaces each phase calls. Heavy or remote work is
-ordered so that every configuration problem surfaces before Ray starts: validation, then the cached
-foundation checkpoint and the federated data store (both built on the driver), then Ray actors.
+`Coordinator.run_round` (`f3ocus/federated/coordinator.py`), then the interfaces each phase calls.
+Heavy or remote work is ordered so that every configuration problem surfaces before Ray starts:
+validation, then the cached foundation checkpoint and the federated data store (both built on the
+driver), then Ray actors.
 """
 
 from __future__ import annotations
