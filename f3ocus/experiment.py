@@ -1,48 +1,28 @@
 """One experiment, end to end: config -> foundation model -> federated data -> coordinator -> result.
 
-Reading order for newcomers: `run_experiment` here, then `Coordinator.run_round`
-(`f3ocus/federated/coordinator.py`), then the interfaces each phase calls. Heavy or remote work is
-ordered so that every configuration problem surfaces before Ray starts: validation, then the cached
-foundation checkpoint and the federated data store (both built on the driver), then Ray actors.
+Reading order for newcomers: `run_experiment` here, then the round loop `run_rounds`
+(`f3ocus/federated/rounds.py`, driven by `local_engine.py` or `ray_engine.py`), then one round,
+`Coordinator.run_round` (`f3ocus/federated/coordinator.py`), then the interfaces each phase calls.
+Heavy or remote work is ordered so that every configuration problem surfaces before Ray starts:
+validation, then the cached foundation checkpoint and the federated data store (both built on the
+driver), then Ray actors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
-import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from f3ocus.config.load import flatten, to_dict
+from f3ocus.config.load import to_dict
 from f3ocus.config.schema import ConfigError, ExperimentConfig
 from f3ocus.config.validate import check_budgets, check_min_clients, validate
-
-# Set for the run and passed to every actor (local Ray workers inherit it; a cluster gets it in the job's
-# runtime env): no hub access, and no library progress bars (a client actor's "Loading weights" bar would
-# reach the driver's console through Ray's log forwarding).
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_AUTH_MODE": "disabled",
-               "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-               "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What the driver built before any actor starts."""
-
-    run_dir: Path
-    store_dir: Path
-    model_cache_dir: str | None
-    federation: Any  # f3ocus.federated.coordinator.Federation
-    tracking_uri: str | None
-    bad_rows: dict[str, Any] = field(default_factory=dict)  # rows skipped under data.on_bad_row: skip
-    run_tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags (a sweep's parent run id, trial id)
+from f3ocus.prepared import OFFLINE_ENV, Prepared
 
 
 def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, show: Callable[[str], None] = print,
@@ -78,7 +58,8 @@ def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, sho
     if cfg.federation.engine == "local":
         if placement is not None:
             raise ValueError("placement needs federation.engine: ray")
-        result = _run_local(cfg, prepared, resume, show, on_round)
+        from f3ocus.federated.local_engine import run_local
+        result = run_local(cfg, prepared, resume, show, on_round)
     else:
         from f3ocus.federated.ray_engine import run_on_ray
         result = run_on_ray(cfg, prepared, resume, show=show, on_round=on_round, placement=placement)
@@ -182,69 +163,6 @@ def ensure_model(cfg: ExperimentConfig, show: Callable[[str], None] = print) -> 
     return _ensure_model(cfg, show)
 
 
-def make_logger(cfg: ExperimentConfig, prepared: Prepared, run_id: str | None = None):
-    """The coordinator's logger factory: MLflow (params, tags, config artifacts) or nothing.
-
-    With `run_id` (a resumed run) it reopens that MLflow run and logs no params again (MLflow forbids
-    changing a logged param; the resumed run's config is the one already logged). MLflow unreachable when
-    the run starts does not stop it: the run is created later from the buffer (`create_later`).
-    """
-    from f3ocus.tracking import MlflowLogger, NullLogger, names
-
-    if prepared.tracking_uri is None:
-        return NullLogger()
-    output_dir = Path(cfg.tracking.output_dir).expanduser().resolve()
-    logger = MlflowLogger(prepared.tracking_uri, cfg.tracking.experiment, prepared.run_dir.name,
-                          output_dir / "mlartifacts",
-                          tags={"f3ocus.git_sha": _git_sha(), "f3ocus.run_dir": str(prepared.run_dir),
-                                "f3ocus.selector": cfg.selection.method, "f3ocus.model": cfg.model.family,
-                                **prepared.run_tags},
-                          run_id=run_id, buffer_path=prepared.run_dir / "mlflow_buffer.jsonl", create_later=True)
-    if run_id is not None:
-        return logger
-    resolved = to_dict(cfg)
-    logger.log_params({**flatten(resolved), "federation.clients": ",".join(prepared.federation.clients),
-                       "federation.resolved_budgets": list(prepared.federation.budgets)})
-    logger.log_dict(resolved, "config/resolved.yaml")
-    by_reason = prepared.bad_rows.get("by_reason", {})
-    logger.log_metrics({names.DATA_SKIPPED_ROWS: prepared.bad_rows.get("total", 0),
-                        **{f"{names.DATA_SKIPPED_ROWS}/{reason}": count for reason, count in by_reason.items()}}, step=0)
-    if prepared.bad_rows.get("total"):
-        logger.log_dict(prepared.bad_rows, "data/bad_rows.json")
-    return logger
-
-
-def worker_spec(cfg: ExperimentConfig, prepared: Prepared):
-    from f3ocus.federated.worker import WorkerSpec
-
-    return WorkerSpec(cfg, str(prepared.store_dir), prepared.model_cache_dir,
-                      num_threads=max(1, int(cfg.federation.worker_resources.num_cpus)))
-
-
-def _run_local(cfg: ExperimentConfig, prepared: Prepared, resume: Any, show: Callable[[str], None],
-               on_round: Callable[[dict, dict], None] | None = None) -> dict[str, Any]:
-    """Everything in this process: one LocalPool worker, the coordinator called directly."""
-    from f3ocus.federated.coordinator import Coordinator
-    from f3ocus.federated.pool import LocalPool
-    from f3ocus.federated.progress import format_round
-
-    coordinator = Coordinator(cfg, prepared.federation, str(prepared.run_dir),
-                              make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared),
-                                                          retries=cfg.federation.client_retries),
-                              make_logger=functools.partial(make_logger, cfg, prepared), resume=resume)
-    run_info = {**coordinator.run_info(), "coordinator_node": "local"}
-    if coordinator.needs_initial_evaluation():
-        record = coordinator.evaluate_initial()
-        if on_round:
-            on_round(record, run_info)
-    for round_idx in range(coordinator.next_round(), cfg.federation.rounds + 1):
-        record = coordinator.run_round(round_idx)
-        show(format_round(record, coordinator.progress()))
-        if on_round:
-            on_round(record, run_info)
-    return coordinator.finish()
-
-
 def _ensure_model(cfg: ExperimentConfig, show: Callable[[str], None]) -> str | None:
     """Build (first use) or reuse the cached foundation checkpoint on the driver, before Ray starts."""
     from f3ocus.models.catalog import FOUNDATION_CORPUS
@@ -281,14 +199,6 @@ def _data_key(cfg: ExperimentConfig) -> str:
     return f"{cfg.data.task}-{digest}"
 
 
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -296,4 +206,4 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-__all__ = ["run_experiment", "prepare", "load_resume", "Prepared", "ConfigError"]
+__all__ = ["run_experiment", "prepare", "load_resume", "Prepared", "OFFLINE_ENV", "ConfigError"]

@@ -42,7 +42,7 @@ def run_paper_bench(*, profile: str = "full", tasks: tuple[str, ...] | None = No
                     tracking_uri: str | None = None, experiment: str = EXPERIMENT, overrides: tuple[str, ...] = (),
                     tasks_dir: Path = TASKS_DIR, show: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the grid; return {"cells": [...summaries], "failed": [...ids], "tables": {...}, "dir"}."""
-    from f3ocus.experiment import OFFLINE_ENV
+    from f3ocus.prepared import OFFLINE_ENV
     from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
 
     for key, value in OFFLINE_ENV.items():
@@ -239,7 +239,8 @@ def cell_figures(config: ExperimentConfig, result: dict[str, Any]) -> dict[str, 
 def round_gflops(config: ExperimentConfig, result: dict[str, Any]) -> float:
     """Mean over clients of one round's counted GFLOP (training with round 1's selection, + scoring if the
     method scores), from one batch per client on a fresh worker."""
-    from f3ocus.experiment import build_data, worker_spec, Prepared
+    from f3ocus.experiment import build_data
+    from f3ocus.prepared import Prepared, worker_spec
     from f3ocus.federated.messages import GlobalState
     from f3ocus.federated.worker import ClientWorker
     from f3ocus.selection.registry import SELECTORS

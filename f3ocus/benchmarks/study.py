@@ -244,7 +244,7 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
               show: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the study or its schedule choice; return {"cells", "failed", "report", "dir"}."""
     from f3ocus.benchmarks import paper
-    from f3ocus.experiment import OFFLINE_ENV
+    from f3ocus.prepared import OFFLINE_ENV
     from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
 
     for key, value in OFFLINE_ENV.items():

@@ -38,6 +38,8 @@ from f3ocus.federated.pool import RayPool
 from f3ocus.federated.checkpoint import load_latest
 from f3ocus.federated.state import FederationState, TooFewClientsError
 from f3ocus.federated.progress import format_progress, format_round
+from f3ocus.federated.rounds import run_rounds
+from f3ocus.prepared import OFFLINE_ENV, Prepared, make_logger, worker_spec
 
 
 OnRound = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -65,7 +67,7 @@ class ActorPlacement:
             placement_group_capture_child_tasks=True)}
 
 
-def run_on_ray(cfg: ExperimentConfig, prepared: Any, resume: FederationState | None = None, *,
+def run_on_ray(cfg: ExperimentConfig, prepared: Prepared, resume: FederationState | None = None, *,
                show: Callable[[str], None] = print, on_round: OnRound | None = None,
                placement: ActorPlacement | None = None) -> dict[str, Any]:
     """Start (or join) Ray, run every remaining round on actors, return the coordinator's summary.
@@ -108,8 +110,6 @@ def _init_ray() -> bool:
     """Join $RAY_ADDRESS or start a local instance; True when this call started Ray."""
     import ray
 
-    from f3ocus.experiment import OFFLINE_ENV
-
     if ray.is_initialized():
         return False
     address = os.environ.get("RAY_ADDRESS")
@@ -124,10 +124,8 @@ def _init_ray() -> bool:
     return True
 
 
-def _start_pool(cfg: ExperimentConfig, prepared: Any, placement: ActorPlacement | None = None) -> RayPool:
+def _start_pool(cfg: ExperimentConfig, prepared: Prepared, placement: ActorPlacement | None = None) -> RayPool:
     """The client actors, started now (they import and load the model while the caller goes on)."""
-    from f3ocus.experiment import worker_spec
-
     fed = cfg.federation
     actor_options = {"num_cpus": fed.worker_resources.num_cpus, "num_gpus": fed.worker_resources.num_gpus}
     slot_options = None if placement is None else [placement.options(b) for b in placement.client_bundles]
@@ -135,12 +133,10 @@ def _start_pool(cfg: ExperimentConfig, prepared: Any, placement: ActorPlacement 
                    slot_options=slot_options)
 
 
-def _start_coordinator(cfg: ExperimentConfig, prepared: Any, pool: RayPool, resume: FederationState | None,
+def _start_coordinator(cfg: ExperimentConfig, prepared: Prepared, pool: RayPool, resume: FederationState | None,
                        show: Callable[[str], None], placement: ActorPlacement | None = None) -> Any:
     """The coordinator actor, handed `pool` (its copy holds the same actor handles and replaces dead actors)."""
     import ray
-
-    from f3ocus.experiment import make_logger
 
     fed = cfg.federation
     coordinator_cls = ray.remote(Coordinator).options(
@@ -160,20 +156,47 @@ def _given(pool: RayPool) -> RayPool:
 
 def _run_rounds(cfg: ExperimentConfig, coordinator: Any, show: Callable[[str], None],
                 on_round: OnRound | None = None) -> dict[str, Any]:
-    import ray
-
+    """The round loop (`run_rounds`) driven from here, each round a call on the coordinator actor."""
     run_info = _run_info(coordinator) if on_round is not None else {}
-    if ray.get(coordinator.needs_initial_evaluation.remote()):
-        _notify(on_round, _watch(coordinator.evaluate_initial.remote(), coordinator, show), run_info, coordinator)
-    for round_idx in range(ray.get(coordinator.next_round.remote()), cfg.federation.rounds + 1):
+    return run_rounds(_CoordinatorActor(coordinator, show), cfg.federation.rounds,
+                      lambda record: _notify(on_round, record, run_info, coordinator))
+
+
+class _CoordinatorActor:
+    """The driver's side of a coordinator actor, with the calls of `RoundRunner`: a round is watched while it
+    runs (`_watch`: live progress line, then its summary line, round 0 included)."""
+
+    def __init__(self, actor: Any, show: Callable[[str], None]):
+        self.actor = actor
+        self.show = show
+
+    def needs_initial_evaluation(self) -> bool:
+        import ray
+
+        return ray.get(self.actor.needs_initial_evaluation.remote())
+
+    def evaluate_initial(self) -> dict[str, Any]:
+        return _watch(self.actor.evaluate_initial.remote(), self.actor, self.show)
+
+    def next_round(self) -> int:
+        import ray
+
+        return ray.get(self.actor.next_round.remote())
+
+    def run_round(self, round_idx: int) -> dict[str, Any]:
+        import ray
+
         try:
-            record = _watch(coordinator.run_round.remote(round_idx), coordinator, show)
+            return _watch(self.actor.run_round.remote(round_idx), self.actor, self.show)
         except ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, TooFewClientsError):  # the same clear stop as the local engine
                 raise error.cause from None
             raise
-        _notify(on_round, record, run_info, coordinator)
-    return ray.get(coordinator.finish.remote())
+
+    def finish(self) -> dict[str, Any]:
+        import ray
+
+        return ray.get(self.actor.finish.remote())
 
 
 def _run_info(coordinator: Any) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def run_sweep(spec: SweepSpec, *, show: Callable[[str], None] = print) -> dict[s
         ConfigError: an invalid sweep or trial config, or a trial that can never fit the cluster.
         DataError: bad data, found while building a trial's data store.
     """
-    from f3ocus.experiment import OFFLINE_ENV
+    from f3ocus.prepared import OFFLINE_ENV
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
@@ -127,7 +127,7 @@ def _init_ray() -> bool:
     """Join $RAY_ADDRESS (a `ray start` cluster, or the cluster of a `ray job submit` job) or start Ray here."""
     import ray
 
-    from f3ocus.experiment import OFFLINE_ENV
+    from f3ocus.prepared import OFFLINE_ENV
 
     if ray.is_initialized():
         return False
@@ -150,7 +150,7 @@ def _node_resources() -> list[dict[str, float]]:
 
 
 def _open_parent(spec: SweepSpec, uri: str, output_dir: Path, sweep_dir: Path):
-    from f3ocus.experiment import _git_sha
+    from f3ocus.prepared import git_sha
 
     params = {"sweep.base": str(spec.base), "sweep.num_trials": spec.num_trials,
               **{f"sweep.{key}": value for key, value in flatten(to_dict(spec.options)).items()},
@@ -158,7 +158,7 @@ def _open_parent(spec: SweepSpec, uri: str, output_dir: Path, sweep_dir: Path):
               **{f"sweep.{space.kind}.{space.key}": list(space.values) for space in spec.spaces}}
     return tracking.open_parent(
         uri, spec.experiment, sweep_dir.name, output_dir / "mlartifacts",
-        tags={tracking.SWEEP_TAG: spec.name, "f3ocus.sweep.file": str(spec.path), "f3ocus.git_sha": _git_sha(),
+        tags={tracking.SWEEP_TAG: spec.name, "f3ocus.sweep.file": str(spec.path), "f3ocus.git_sha": git_sha(),
               "f3ocus.sweep.dir": str(sweep_dir)},
         params=params, sweep_file=spec.path, resolved=_resolved(spec), buffer_path=sweep_dir / "mlflow_buffer.jsonl")
 
