@@ -164,7 +164,7 @@ def test_unreachable_tracking_server_then_back(tmp_path: Path, store: str, monke
     start = time.perf_counter()
     for step in range(5):
         logger.log_metrics({"eval/acc": step / 10}, step)
-    assert time.perf_counter() - start < 60  # unbounded retries would take minutes; a loaded box needs slack
+    assert time.perf_counter() - start < 10
     assert logger.pending == 5
     outage = [w for w in warnings if "cannot log to http://127.0.0.1:1" in w]
     assert len(outage) == 1 and "training continues" in outage[0]
