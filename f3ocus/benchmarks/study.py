@@ -79,7 +79,7 @@ STUDY_METHODS: dict[str, Method] = {
 PRIMARY = ("f3ocus", "lntk_only")
 SECONDARY = ("f3ocus_pw", "random", "fd", "last_k", "fishmask")
 REFERENCES = ("full_ft", "lora_all")
-SEEDS = {"primary": 12, "secondary": 3, "references": 2}  # primary: the cap (docs/STUDY.md, "Seeds")
+SEEDS = {"primary": 18, "secondary": 3, "references": 4}  # docs/STUDY.md, "Seeds" and "Changes after results"
 CONTRASTS: tuple[tuple[str, str], ...] = (
     ("f3ocus", "lntk_only"),  # primary: what the server step adds
     ("f3ocus_pw", "lntk_only"), ("lntk_only", "random"), ("lntk_only", "fd"), ("lntk_only", "last_k"),
