@@ -93,8 +93,8 @@ def test_a_round_of_1000_clients_holds_one_update_per_worker(tmp_path, window):
     record = coordinator.run_round(1)
     summary = coordinator.finish()
     # Every client trained, was averaged and evaluated; nothing failed.
-    assert len(record["per_client"]) == N and record["failed_clients"] == []
-    assert len(record["bytes_up_per_client"]) == N and record["bytes_up"] == N * 3 * SIZE * 4
+    assert len(record.per_client) == N and record.failed_clients == []
+    assert len(record.bytes_up_per_client) == N and record.bytes_up == N * 3 * SIZE * 4
     # Exactly the masked FedAvg of all updates in client order, although they arrived out of order.
     expected = masked_fedavg(before, [pool.sent[k] for k in range(N)])
     assert all(torch.equal(coordinator.state.tensors[name], expected[name]) for name in expected)
