@@ -129,7 +129,7 @@ class Coordinator:
         tally.lap("score")
         # 3. Select: the server turns scores and budgets into an (N, L) mask, data-free.
         # Full fine-tuning ignores budgets: every client trains all L units.
-        budgets = np.array(self.fed.budgets) if getattr(self.selector, "respects_budgets", True) \
+        budgets = np.array(self.fed.budgets) if self.selector.respects_budgets \
             else np.full(len(self.fed.clients), len(self.info.units))
         decision = self.selector.select(scores, budgets, len(self.info.units),
                                         numpy_rng(self.cfg.seed, round_idx, SELECT))
@@ -180,8 +180,7 @@ class Coordinator:
 
     def run_info(self) -> dict[str, Any]:
         """Where this run lives: its MLflow run id and the node of each worker (pools that can tell)."""
-        node_ids = getattr(self.pool, "node_ids", None)
-        return {"mlflow_run_id": self.logger.run_id, "client_nodes": list(node_ids()) if node_ids else []}
+        return {"mlflow_run_id": self.logger.run_id, "client_nodes": list(self.pool.node_ids())}
 
     def progress(self) -> Progress:
         return self.progress_now
@@ -318,16 +317,15 @@ class Coordinator:
                 consume(reply)
             self.progress_now.done += 1
 
-        faults = getattr(self.pool, "faults", None)  # FaultLog of the pools in f3ocus.federated.pool
-        seen = (len(faults.retries), faults.actors_replaced) if faults else (0, 0)
+        faults = self.pool.faults  # cumulative: this phase's share is what it adds
+        seen = (len(faults.retries), faults.actors_replaced)
         # Training and evaluation read the client's own state (scoring is on the broadcast model alone).
         attach = self._attach_client_state if self.client_states is not None and phase != "score" else None
         replies = self.pool.map(phase, state, tasks, on_done, attach)
         self.tally.add_worker_seconds(phase, replies)
-        if faults:
-            for client, reason in faults.retries[seen[0]:]:
-                self.tally.note_retry(client, f"{phase}: {reason}")
-            self.tally.actors_replaced += faults.actors_replaced - seen[1]
+        for client, reason in faults.retries[seen[0]:]:
+            self.tally.note_retry(client, f"{phase}: {reason}")
+        self.tally.actors_replaced += faults.actors_replaced - seen[1]
         return replies
 
     # -------------------------------------------------------------------------------------- logging

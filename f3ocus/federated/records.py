@@ -236,7 +236,7 @@ def run_summary(state: FederationState, federation: Federation, info: ModelInfo,
         majority_baseline=evaluation.baseline_summary(federation.majority_baseline, federation.majority_f1,
                                                       federation.client_kinds),
         mlflow_run_id=logger.run_id,
-        mlflow_experiment_id=getattr(logger, "experiment_id", None),
+        mlflow_experiment_id=logger.experiment_id,
         bytes_up_total=int(sum(r.bytes_up for r in past)),
         bytes_down_total=int(sum(r.bytes_down for r in past)),
         state_bytes_total=int(sum(r.state_bytes for r in past)),
@@ -276,12 +276,12 @@ def rounds_logged_ahead(resume: FederationState | None, logger: MetricLogger) ->
     """Rounds after the resumed one whose metrics are already logged: only after a fallback to the previous
     checkpoint (the lost one was written, and its round's metrics possibly sent, before the failure).
 
-    Asked of the logger (`logged_steps`); when it cannot tell (MLflow unreachable), nothing is skipped.
+    Asked of the logger (`logged_steps`); when it cannot tell (MLflow unreachable, no tracking), nothing
+    is skipped.
     """
     if resume is None or resume.loaded_from is None or resume.loaded_from.name != PREVIOUS_CHECKPOINT:
         return set()
-    logged_steps = getattr(logger, "logged_steps", None)
-    steps = logged_steps(names.EVAL_ACC) if logged_steps is not None else None
+    steps = logger.logged_steps(names.EVAL_ACC)
     return {step for step in steps or () if step > resume.round_idx}
 
 

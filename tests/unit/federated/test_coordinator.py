@@ -8,6 +8,7 @@ from f3ocus.config.schema import ExperimentConfig, FederationConfig, SelectionCo
 from f3ocus.federated.coordinator import Coordinator
 from f3ocus.federated.state import CHECKPOINT, Federation, FederationState
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo, ScoreReport, WorkerError
+from f3ocus.federated.pool import FaultLog
 from f3ocus.tracking.base import NullLogger
 
 UNITS = ("u0", "u1", "u2")
@@ -19,6 +20,10 @@ class FakePool:
     def __init__(self, fail_train=()):
         self.calls = []
         self.fail_train = set(fail_train)
+        self.faults = FaultLog()  # nothing to recover from: a failing task fails at once
+
+    def node_ids(self):
+        return []
 
     def model_info(self):
         names = {u: (f"{u}.w",) for u in UNITS}

@@ -20,6 +20,7 @@ from f3ocus.federated.aggregate import masked_fedavg
 from f3ocus.federated.coordinator import Coordinator
 from f3ocus.federated.state import Federation
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo, ScoreReport
+from f3ocus.federated.pool import FaultLog
 from f3ocus.tracking.base import NullLogger
 from f3ocus.tracking.mlflow_logger import MlflowLogger
 from f3ocus.tracking.selection_artifacts import MAX_HEATMAP_CLIENTS
@@ -39,6 +40,10 @@ class ManyClientPool:
         self.sent: dict[int, tuple[int, dict]] = {}  # client index -> (num_examples, copy of its update)
         self.max_alive = 0
         self._alive: list[ClientUpdate] = []
+        self.faults = FaultLog()  # nothing to recover from: every task answers
+
+    def node_ids(self):
+        return []
 
     def model_info(self):
         names = {u: (f"{u}.w",) for u in (*UNITS, "head")}
