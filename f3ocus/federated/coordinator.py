@@ -91,7 +91,7 @@ class Coordinator:
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.
         self._version = self.state.round_idx
         self.tally = RoundTally()  # the current round's counters (a fresh one per round)
-        past = [records.RoundRecord.from_dict(plain) for plain in self.state.history]
+        past = [RoundRecord.from_dict(plain) for plain in self.state.history]
         self.progress_now = Progress(rounds=config.federation.rounds,
                                      round_seconds=[r.seconds for r in past if r.round > 0])
 
@@ -117,7 +117,7 @@ class Coordinator:
         return self._checkpoint_and_log(record)
 
     def run_round(self, round_idx: int) -> RoundRecord:
-        """One round of docs/METHOD.md §4; returns the round's record (also appended to the history)."""
+        """One round of docs/METHOD.md §4; returns the round's record (its JSON form is in the history)."""
         start = time.perf_counter()
         self.progress_now.round_idx = round_idx
         # Wall and worker seconds per phase, failures, retries, client-state bytes (`RoundTally`).
