@@ -33,6 +33,7 @@ from f3ocus.federated.client_state import CLIENT_STATE_DIR, ClientStateStore
 from f3ocus.federated.messages import (ClientUpdate, EvalReport, EvalTask, GlobalState, ScoreReport, ScoreTask,
                                        TrainTask, WorkerError, tensor_bytes)
 from f3ocus.federated.pool import WorkerPool
+from f3ocus.federated.records import RoundRecord
 from f3ocus.federated.round_tally import RoundTally
 from f3ocus.federated.rounds import run_rounds
 from f3ocus.federated.state import (CHECKPOINT, Federation, FederationState, Progress, TooFewClientsError,
@@ -90,8 +91,9 @@ class Coordinator:
         # Changes whenever the global tensors change, so a worker serving many clients loads them once.
         self._version = self.state.round_idx
         self.tally = RoundTally()  # the current round's counters (a fresh one per round)
+        past = [RoundRecord.from_dict(plain) for plain in self.state.history]
         self.progress_now = Progress(rounds=config.federation.rounds,
-                                     round_seconds=[r["seconds"] for r in self.state.history if r["round"] > 0])
+                                     round_seconds=[r.seconds for r in past if r.round > 0])
 
     # ----------------------------------------------------------------------------------------- loop
     def run(self) -> dict[str, Any]:
@@ -105,19 +107,17 @@ class Coordinator:
     def needs_initial_evaluation(self) -> bool:
         return not self.state.history
 
-    def evaluate_initial(self) -> dict[str, Any]:
+    def evaluate_initial(self) -> RoundRecord:
         """Round 0: the starting global model on every client's test split (no training)."""
         start = time.perf_counter()
         tally = self.tally = RoundTally()
         evals = self._evaluate(GlobalState(self._version, self.state.tensors), 0)
         tally.lap("evaluate")
         record = self._record(0, start, evals, masks=None, scores=None, updates=[], failed=[])
-        self._checkpoint_and_log()
-        tally.lap("log")
-        return record
+        return self._checkpoint_and_log(record)
 
-    def run_round(self, round_idx: int) -> dict[str, Any]:
-        """One round of docs/METHOD.md §4; returns the round's record (also appended to the history)."""
+    def run_round(self, round_idx: int) -> RoundRecord:
+        """One round of docs/METHOD.md §4; returns the round's record (its JSON form is in the history)."""
         start = time.perf_counter()
         self.progress_now.round_idx = round_idx
         # Wall and worker seconds per phase, failures, retries, client-state bytes (`RoundTally`).
@@ -129,7 +129,7 @@ class Coordinator:
         tally.lap("score")
         # 3. Select: the server turns scores and budgets into an (N, L) mask, data-free.
         # Full fine-tuning ignores budgets: every client trains all L units.
-        budgets = np.array(self.fed.budgets) if getattr(self.selector, "respects_budgets", True) \
+        budgets = np.array(self.fed.budgets) if self.selector.respects_budgets \
             else np.full(len(self.fed.clients), len(self.info.units))
         decision = self.selector.select(scores, budgets, len(self.info.units),
                                         numpy_rng(self.cfg.seed, round_idx, SELECT))
@@ -156,16 +156,13 @@ class Coordinator:
         # 7. Log and checkpoint.
         record = self._record(round_idx, start, evals, masks, scores, updates, failed + train_failed,
                               down_bytes=state.num_bytes, decision=decision)
-        record.update(tally.fault_details(record["failed_clients"]))  # why clients failed, what was retried
         self.state.round_idx = round_idx
-        self._checkpoint_and_log()
-        # After the metrics went out: in the record (and the next round's checkpoint) only.
-        tally.lap("log")
-        return record
+        return self._checkpoint_and_log(record)
 
     def finish(self, status: str = "FINISHED") -> dict[str, Any]:
-        """Summary of the run (also logged as `summary.json`); closes the MLflow run."""
-        summary = records.run_summary(self.state, self.fed, self.info, self.logger, self.startup_seconds)
+        """Summary of the run in its JSON form (`records.RunSummary`, also logged as `summary.json`); closes
+        the MLflow run."""
+        summary = records.run_summary(self.state, self.fed, self.info, self.logger, self.startup_seconds).to_dict()
         records.log_unit_ranks(self.logger, self.run_dir, self.state.round_idx)
         self.logger.log_dict(summary, "summary.json")
         self.logger.close(status)
@@ -183,8 +180,7 @@ class Coordinator:
 
     def run_info(self) -> dict[str, Any]:
         """Where this run lives: its MLflow run id and the node of each worker (pools that can tell)."""
-        node_ids = getattr(self.pool, "node_ids", None)
-        return {"mlflow_run_id": self.logger.run_id, "client_nodes": list(node_ids()) if node_ids else []}
+        return {"mlflow_run_id": self.logger.run_id, "client_nodes": list(self.pool.node_ids())}
 
     def progress(self) -> Progress:
         return self.progress_now
@@ -321,42 +317,45 @@ class Coordinator:
                 consume(reply)
             self.progress_now.done += 1
 
-        faults = getattr(self.pool, "faults", None)  # FaultLog of the pools in f3ocus.federated.pool
-        seen = (len(faults.retries), faults.actors_replaced) if faults else (0, 0)
+        faults = self.pool.faults  # cumulative: this phase's share is what it adds
+        seen = (len(faults.retries), faults.actors_replaced)
         # Training and evaluation read the client's own state (scoring is on the broadcast model alone).
         attach = self._attach_client_state if self.client_states is not None and phase != "score" else None
         replies = self.pool.map(phase, state, tasks, on_done, attach)
         self.tally.add_worker_seconds(phase, replies)
-        if faults:
-            for client, reason in faults.retries[seen[0]:]:
-                self.tally.note_retry(client, f"{phase}: {reason}")
-            self.tally.actors_replaced += faults.actors_replaced - seen[1]
+        for client, reason in faults.retries[seen[0]:]:
+            self.tally.note_retry(client, f"{phase}: {reason}")
+        self.tally.actors_replaced += faults.actors_replaced - seen[1]
         return replies
 
     # -------------------------------------------------------------------------------------- logging
     def _record(self, round_idx: int, start: float, evals: list, masks: np.ndarray | None,
                 scores: np.ndarray | None, updates: list[UpdateSummary], failed: list[str],
-                down_bytes: int = 0, decision: SelectionResult | None = None) -> dict[str, Any]:
+                down_bytes: int = 0, decision: SelectionResult | None = None) -> RoundRecord:
         """The round's record (`records.round_record`) with its selection summary, added to the history and
-        prepared for logging (`_log`)."""
-        record = records.round_record(round_idx, start, evals, self.fed, self.info.units, masks, updates, failed,
-                                      down_bytes, self.tally)
+        prepared for logging (`_log`). Every phase but `log` has run: the tally is complete but for it."""
+        seconds = time.perf_counter() - start
         payload = None if masks is None else records.selection_payload(
             round_idx, self.fed.clients, self.info.units, masks, scores, decision)
         # Small per-round summary for result.json: importance, variance, front_size.
-        record["selection"] = None if payload is None else records.selection_summary(payload)
-        self.state.history.append(record)
+        selection = None if payload is None else records.selection_summary(payload)
+        record = records.round_record(round_idx, seconds, evals, self.fed, self.info.units, masks, updates, failed,
+                                      down_bytes, self.tally, selection)
+        self.state.history.append(record.to_dict())
         if round_idx > 0:
-            self.progress_now.round_seconds.append(record["seconds"])
+            self.progress_now.round_seconds.append(record.seconds)
         self._log(record, payload)
         return record
 
-    def _checkpoint_and_log(self) -> None:
-        """Write the checkpoint, then send the round's metrics (`state.last_log`).
+    def _checkpoint_and_log(self, record: RoundRecord) -> RoundRecord:
+        """Write the checkpoint, then send the round's metrics (`state.last_log`); returns `record` with the
+        seconds this took (its `log` phase), which also replaces it in the history.
 
         In this order a kill between the two leaves the round checkpointed and its records in the
         checkpoint, which a resumed run sends again (`__init__`); the other order would redo and log the
         round a second time. Selection artifacts are logged earlier: an artifact logged again replaces itself.
+        The `log` phase is known only after the checkpoint and the metrics went out, so this round's
+        checkpoint and metrics go without it; the next round's checkpoint and `result.json` have it.
         """
         if self.state.last_log["step"] in self._logged_ahead:
             self.state.last_log = None  # logged before its checkpoint was lost: those records stay, none are sent
@@ -367,17 +366,21 @@ class Coordinator:
         if self.client_states is not None:
             self.client_states.commit()
         self._send_last_log()
+        self.tally.lap("log")
+        record = record.with_log_seconds(self.tally.phase_seconds["log"])
+        self.state.history[-1] = record.to_dict()
+        return record
 
     def _send_last_log(self) -> None:
         last = self.state.last_log
         if last is not None:
             self.logger.log_metrics(last["metrics"], last["step"], timestamp_ms=last["timestamp_ms"])
 
-    def _log(self, record: dict[str, Any], payload: dict[str, Any] | None) -> None:
+    def _log(self, record: RoundRecord, payload: dict[str, Any] | None) -> None:
         """Prepare the round's metric records (`state.last_log`, sent by `_checkpoint_and_log`); with a
         selection `payload` (rounds >= 1) write and log its artifacts now."""
         metrics = records.round_metrics(record)
         if payload is not None:
             metrics.update(records.log_selection(self.logger, self.run_dir, payload))
-        self.state.last_log = {"step": record["round"], "timestamp_ms": int(time.time() * 1000),
+        self.state.last_log = {"step": record.round, "timestamp_ms": int(time.time() * 1000),
                                "metrics": {key: float(value) for key, value in metrics.items()}}

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from f3ocus.federated.messages import MULTILABEL, VQA, EvalReport
 from f3ocus.tracking import names
+
+if TYPE_CHECKING:  # records builds on this module
+    from f3ocus.federated.records import RoundRecord
 
 # `metric` of the final summary: which per-client score `score` averages.
 METRIC_BY_KINDS = {(VQA,): "accuracy", (MULTILABEL,): "f1", (MULTILABEL, VQA): "accuracy+f1"}
@@ -79,18 +82,18 @@ def client_entry(report: EvalReport) -> dict[str, Any]:
     return entry
 
 
-def score_metrics(record: dict[str, Any]) -> dict[str, float]:
+def score_metrics(record: RoundRecord) -> dict[str, float]:
     """The round's `eval/score`, F1 metrics and per-client F1 (`eval/acc`, `eval/loss` are logged with the rest)."""
-    metrics = {names.EVAL_SCORE: record["score"]}
-    if "f1" in record:
-        metrics.update({names.EVAL_F1: record["f1"], names.EVAL_F1_MACRO: record["f1_macro"],
-                        names.EVAL_SUBSET_ACC: record["subset_accuracy"]})
-        if "auroc_macro" in record:  # absent in records written before it was measured (resumed runs)
-            metrics[names.EVAL_AUROC_MACRO] = record["auroc_macro"]
-    if "personal" in record:
-        metrics.update({names.EVAL_PERSONAL_ACC: record["personal"]["accuracy"],
-                        names.EVAL_PERSONAL_SCORE: record["personal"]["score"]})
-    for client, values in record["per_client"].items():
+    metrics = {names.EVAL_SCORE: record.score}
+    if record.f1 is not None:
+        metrics.update({names.EVAL_F1: record.f1, names.EVAL_F1_MACRO: record.f1_macro,
+                        names.EVAL_SUBSET_ACC: record.subset_accuracy})
+        if record.auroc_macro is not None:  # absent in records written before it was measured (resumed runs)
+            metrics[names.EVAL_AUROC_MACRO] = record.auroc_macro
+    if record.personal is not None:
+        metrics.update({names.EVAL_PERSONAL_ACC: record.personal["accuracy"],
+                        names.EVAL_PERSONAL_SCORE: record.personal["score"]})
+    for client, values in record.per_client.items():
         if values.get("kind") == MULTILABEL:
             metrics[names.client_metric(client, "f1")] = values["f1"]
             metrics[names.client_metric(client, "f1_macro")] = values["f1_macro"]
@@ -102,11 +105,12 @@ def score_metrics(record: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def final_summary(record: dict[str, Any], kinds: Mapping[str, str]) -> dict[str, Any]:
+def final_summary(record: RoundRecord, kinds: Mapping[str, str]) -> dict[str, Any]:
     """`result.json`'s "final": the last round's means and per-client entries, and which `metric` `score` is."""
-    final = {key: record[key] for key in ("accuracy", "loss", "score", "f1", "f1_macro", "auroc_macro",
-                                          "subset_accuracy", "per_client", "personal") if key in record}
-    present = kinds.values() if kinds else (values.get("kind", VQA) for values in record["per_client"].values())
+    final = {key: getattr(record, key) for key in ("accuracy", "loss", "score", "f1", "f1_macro", "auroc_macro",
+                                                   "subset_accuracy", "per_client", "personal")
+             if getattr(record, key) is not None}  # None: not measured in this run (no multi-label client, ...)
+    present = kinds.values() if kinds else (values.get("kind", VQA) for values in record.per_client.values())
     final["metric"] = METRIC_BY_KINDS.get(tuple(sorted(set(present))), "accuracy")
     return final
 

@@ -12,11 +12,12 @@ from f3ocus.config.schema import ExperimentConfig
 from f3ocus.federated.coordinator import Coordinator
 from f3ocus.federated.pool import LocalPool
 from f3ocus.federated.progress import format_round
+from f3ocus.federated.records import RoundRecord
 from f3ocus.federated.rounds import run_rounds
 from f3ocus.federated.state import FederationState
 from f3ocus.prepared import Prepared, make_logger, worker_spec
 
-OnRound = Callable[[dict[str, Any], dict[str, Any]], None]
+OnRound = Callable[[RoundRecord, dict[str, Any]], None]
 
 
 def run_local(cfg: ExperimentConfig, prepared: Prepared, resume: FederationState | None,
@@ -32,8 +33,8 @@ def run_local(cfg: ExperimentConfig, prepared: Prepared, resume: FederationState
                               make_logger=functools.partial(make_logger, cfg, prepared), resume=resume)
     run_info = {**coordinator.run_info(), "coordinator_node": "local"}
 
-    def after_round(record: dict[str, Any]) -> None:
-        if record["round"] > 0:
+    def after_round(record: RoundRecord) -> None:
+        if record.round > 0:
             show(format_round(record, coordinator.progress()))
         if on_round:
             on_round(record, run_info)

@@ -45,12 +45,20 @@ class WorkerPool(Protocol):
     clients keep state) is called on a task just before it is dispatched, each attempt, and returns the task
     to send (with the client's state attached); the pool keeps only the task it was given, so no more than
     the tasks in flight hold a client's state.
+
+    `faults`: what the pool recovered from so far (retried attempts, replaced actors), cumulative over its
+    life; the coordinator reads each phase's share into the round's record. `node_ids()`: the node of each
+    worker (one entry per worker; empty for a pool that cannot tell).
     """
+
+    faults: FaultLog
 
     def model_info(self) -> ModelInfo: ...
 
     def map(self, method: str, state: GlobalState, tasks: Sequence, on_done: OnDone | None = None,
             attach: Attach | None = None) -> list: ...
+
+    def node_ids(self) -> list[str]: ...
 
     def shutdown(self) -> None: ...
 

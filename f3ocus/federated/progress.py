@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from f3ocus.federated.records import RoundRecord
 from f3ocus.federated.state import Progress
 
 
@@ -14,15 +14,15 @@ def format_progress(progress: Progress) -> str:
             f"clients | ETA {_eta(progress)}")
 
 
-def format_round(record: dict[str, Any], progress: Progress) -> str:
-    train = "" if record["train_loss"] is None else f" train_loss {record['train_loss']:.3f}"
-    failed = f" failed {record['failed_clients']}" if record["failed_clients"] else ""
-    if record.get("retries"):
-        failed += f" retried {record['retries']}"
+def format_round(record: RoundRecord, progress: Progress) -> str:
+    train = "" if record.train_loss is None else f" train_loss {record.train_loss:.3f}"
+    failed = f" failed {record.failed_clients}" if record.failed_clients else ""
+    if record.retries:
+        failed += f" retried {record.retries}"
     # Runs with multi-label clients (docs/METHOD.md §5 T4-T6) also show their F1 and the unified score.
-    f1 = f" f1 {record['f1']:.3f} score {record['score']:.3f}" if record.get("f1") is not None else ""
-    return (f"round {record['round']}/{progress.rounds}: acc {record['accuracy']:.3f}{f1} loss {record['loss']:.3f}"
-            f"{train} up {record['bytes_up'] / 1e6:.2f} MB {record['seconds']:.1f}s ETA {_eta(progress)}{failed}")
+    f1 = f" f1 {record.f1:.3f} score {record.score:.3f}" if record.f1 is not None else ""
+    return (f"round {record.round}/{progress.rounds}: acc {record.accuracy:.3f}{f1} loss {record.loss:.3f}"
+            f"{train} up {record.bytes_up / 1e6:.2f} MB {record.seconds:.1f}s ETA {_eta(progress)}{failed}")
 
 
 def _eta(progress: Progress) -> str:

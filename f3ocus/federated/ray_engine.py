@@ -38,11 +38,12 @@ from f3ocus.federated.pool import RayPool
 from f3ocus.federated.checkpoint import load_latest
 from f3ocus.federated.state import FederationState, TooFewClientsError
 from f3ocus.federated.progress import format_progress, format_round
+from f3ocus.federated.records import RoundRecord
 from f3ocus.federated.rounds import run_rounds
 from f3ocus.prepared import OFFLINE_ENV, Prepared, make_logger, worker_spec
 
 
-OnRound = Callable[[dict[str, Any], dict[str, Any]], None]
+OnRound = Callable[[RoundRecord, dict[str, Any]], None]
 ABORT_TIMEOUT_S = 15.0  # how long an aborted run waits for its coordinator to close MLflow and stop workers
 
 
@@ -175,7 +176,7 @@ class _CoordinatorActor:
 
         return ray.get(self.actor.needs_initial_evaluation.remote())
 
-    def evaluate_initial(self) -> dict[str, Any]:
+    def evaluate_initial(self) -> RoundRecord:
         return _watch(self.actor.evaluate_initial.remote(), self.actor, self.show)
 
     def next_round(self) -> int:
@@ -183,7 +184,7 @@ class _CoordinatorActor:
 
         return ray.get(self.actor.next_round.remote())
 
-    def run_round(self, round_idx: int) -> dict[str, Any]:
+    def run_round(self, round_idx: int) -> RoundRecord:
         import ray
 
         try:
@@ -207,7 +208,7 @@ def _run_info(coordinator: Any) -> dict[str, Any]:
     return {**info, "coordinator_node": ray.get(coordinator.__ray_call__.remote(_node_of))}
 
 
-def _notify(on_round: OnRound | None, record: dict[str, Any], run_info: dict[str, Any], coordinator: Any) -> None:
+def _notify(on_round: OnRound | None, record: RoundRecord, run_info: dict[str, Any], coordinator: Any) -> None:
     """Call `on_round`; if it raises (the caller stops the run), abort the run cleanly and re-raise."""
     import ray
 
@@ -230,7 +231,7 @@ def _node_of(_instance: object) -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def _watch(ref: Any, coordinator: Any, show: Callable[[str], None]) -> dict[str, Any]:
+def _watch(ref: Any, coordinator: Any, show: Callable[[str], None]) -> RoundRecord:
     """Wait for one round, redrawing a progress line on a terminal; print the round's summary line."""
     import ray
 

@@ -1,10 +1,13 @@
-"""A round's record, the run's summary, and what of them goes to MLflow.
+"""A round's record, the run's summary, and what of them goes to MLflow and to Tune.
 
-The record of a round (`round_record`) is a JSON-ready dict: the checkpoint's history, `result.json`'s
-`history`, the progress lines and a sweep's per-round report all read it. `round_metrics` is the one
-mapping of a record to its MLflow metrics (`f3ocus.tracking.names`), `run_summary` is the summary
-`Coordinator.finish` returns and logs as `summary.json`; `rounds_logged_ahead` tells a resumed run which
-rounds' metrics MLflow holds already. The per-round selection artifacts
+`RoundRecord` is the record of a round: a frozen dataclass built once per round (`round_record`) when
+every phase but the log has run; the coordinator hands it to the round loop's callbacks (progress lines,
+a sweep's per-round report) and keeps its JSON form (`to_dict`) in the history, which the checkpoint,
+`result.json` and `summary.json` hold (`from_dict` reads one back, also from an older checkpoint).
+`round_metrics` is the one mapping of a record to metric names (`f3ocus.tracking.names`): MLflow gets
+all of them, Tune the `SCHEDULER_METRICS` (`scheduler_metrics`). `RunSummary` (`run_summary`) is the
+summary `Coordinator.finish` returns and logs as `summary.json`, in its JSON form; `rounds_logged_ahead`
+tells a resumed run which rounds' metrics MLflow holds already. The per-round selection artifacts
 (`selection/round_NNN.json`, the front figure) and the end-of-run unit ranks (paper Fig. 5) are
 written under `SELECTION_DIR` of the run dir and logged under the same artifact folder
 (`log_selection`, `log_unit_ranks`).
@@ -13,7 +16,7 @@ written under `SELECTION_DIR` of the run dir and logged under the same artifact 
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,19 +34,88 @@ from f3ocus.tracking.base import MetricLogger
 # Per-round selection JSON and figures, written here first (so the run's end can read every round back,
 # also after a resume) and logged under the same artifact folder.
 SELECTION_DIR = "selection"
+# Field metadata of a `RoundRecord` field that is left out of the JSON form when None.
+_OPTIONAL = {"optional": True}
 
 
-def round_record(round_idx: int, start: float, evals: Sequence[EvalReport | WorkerError], federation: Federation,
-                 units: Sequence[str], masks: np.ndarray | None, updates: Sequence[UpdateSummary],
-                 failed: Sequence[str], down_bytes: int, tally: RoundTally) -> dict[str, Any]:
-    """The record of round `round_idx` (0: the initial evaluation, `masks` None), without its `selection`.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundRecord:
+    """The record of one round (0: the initial evaluation), built once when all of it is known.
+
+    `to_dict` is its JSON form (the checkpoint's history, `result.json`'s `history`): its keys in the order of
+    the fields below; a field marked optional (`_OPTIONAL`) is left out when None. Frozen, but its dict
+    and list values are plain (they pickle across Ray and dump as JSON): nothing changes them.
+
+    Fields: the round's means over the evaluated clients (`evaluation.summarise_reports`: `accuracy`,
+    `loss`, `score`, `per_client`; `f1`, `f1_macro`, `auroc_macro`, `subset_accuracy` only with multi-label
+    clients, `personal` only with personalised evaluation), the mean train loss of the usable updates
+    (None: round 0), bytes up (usable updates) and down (broadcast x clients), client-state bytes (apart
+    from the upload), wall `seconds` of the round, per-phase wall and worker seconds (`RoundTally`), the
+    clients that failed (score, train or evaluate), each client's selected units (None: round 0), the
+    selection's small summary (`selection_summary`; None: round 0) and, for rounds >= 1, why clients
+    failed and what the pool retried (`RoundTally.fault_details`).
+    """
+
+    round: int
+    accuracy: float
+    loss: float
+    score: float
+    per_client: dict[str, dict[str, Any]]
+    f1: float | None = field(default=None, metadata=_OPTIONAL)
+    f1_macro: float | None = field(default=None, metadata=_OPTIONAL)
+    auroc_macro: float | None = field(default=None, metadata=_OPTIONAL)  # absent in records from before it
+    subset_accuracy: float | None = field(default=None, metadata=_OPTIONAL)
+    personal: dict[str, float] | None = field(default=None, metadata=_OPTIONAL)
+    train_loss: float | None
+    bytes_up: int
+    bytes_down: int
+    bytes_up_per_client: dict[str, int]
+    # Absent in records from before client state was counted (a resumed older run): 0 / empty.
+    state_bytes: int = 0
+    state_bytes_up_per_client: dict[str, int] = field(default_factory=dict)
+    seconds: float
+    phase_seconds: dict[str, float]
+    worker_seconds: dict[str, float]
+    failed_clients: list[str]
+    selected: dict[str, list[str]] | None
+    selection: dict[str, Any] | None
+    failure_reasons: dict[str, str] | None = field(default=None, metadata=_OPTIONAL)
+    retries: dict[str, int] | None = field(default=None, metadata=_OPTIONAL)
+    retry_reasons: dict[str, list[str]] | None = field(default=None, metadata=_OPTIONAL)
+    actors_replaced: int | None = field(default=None, metadata=_OPTIONAL)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: every field in order, the optional ones only when set."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if not (f.metadata.get("optional") and getattr(self, f.name) is None)}
+
+    @classmethod
+    def from_dict(cls, plain: dict[str, Any]) -> "RoundRecord":
+        """A record from its JSON form (a checkpoint's history, also one written by an older version).
+
+        Raises:
+            TypeError: a required key is missing or an unknown key is present.
+        """
+        return cls(**plain)
+
+    def with_log_seconds(self, seconds: float) -> "RoundRecord":
+        """This record with its `log` phase (`phase_seconds["log"]`, after the phases already there)."""
+        return replace(self, phase_seconds={**self.phase_seconds, "log": seconds})
+
+
+def round_record(round_idx: int, seconds: float, evals: Sequence[EvalReport | WorkerError],
+                 federation: Federation, units: Sequence[str], masks: np.ndarray | None,
+                 updates: Sequence[UpdateSummary], failed: Sequence[str], down_bytes: int, tally: RoundTally,
+                 selection: dict[str, Any] | None) -> RoundRecord:
+    """The record of round `round_idx` (0: the initial evaluation, `masks` None), before its `log` phase.
 
     Args:
-        start: `time.perf_counter()` when the round began (the record's `seconds` run up to now).
+        seconds: wall seconds of the round so far.
         masks: (N, L) bool, the round's selection.
         failed: clients that failed scoring or training (those that failed evaluation are added here).
         down_bytes: bytes of the broadcast state, sent to every client.
-        tally: the round's counters; the record's `phase_seconds` is its dict (a later lap shows in it).
+        tally: the round's counters, complete but for the `log` phase (`RoundRecord.with_log_seconds`).
+        selection: the round's `selection_summary` (None: round 0).
 
     Raises:
         RuntimeError: every client failed to evaluate.
@@ -52,25 +124,28 @@ def round_record(round_idx: int, start: float, evals: Sequence[EvalReport | Work
     failed = sorted(set(failed) | {r.client for r in evals if isinstance(r, WorkerError)})
     if not reports:
         raise RuntimeError(f"round {round_idx}: every client failed to evaluate: {evals}")
-    return {
-        "round": round_idx,
-        # accuracy, loss, score, per_client (+ f1, f1_macro, subset_accuracy with multi-label clients)
+    return RoundRecord(
+        round=round_idx,
+        # accuracy, loss, score, per_client (+ f1, f1_macro, auroc_macro, subset_accuracy with multi-label
+        # clients, personal with personalised evaluation)
         **evaluation.summarise_reports(reports, federation.client_kinds),
-        "train_loss": float(np.mean([u.train_loss for u in updates])) if updates else None,
-        "bytes_up": int(sum(u.num_bytes for u in updates)),
-        "bytes_down": int(down_bytes * len(federation.clients)),
-        "bytes_up_per_client": {u.client: u.num_bytes for u in updates},
+        train_loss=float(np.mean([u.train_loss for u in updates])) if updates else None,
+        bytes_up=int(sum(u.num_bytes for u in updates)),
+        bytes_down=int(down_bytes * len(federation.clients)),
+        bytes_up_per_client={u.client: u.num_bytes for u in updates},
         # Client state sent with tasks and returned with updates (never leaves a real client): apart from bytes_up.
-        "state_bytes": int(tally.state_bytes),
-        "state_bytes_up_per_client": {u.client: u.state_bytes for u in updates if u.state_bytes},
-        "seconds": time.perf_counter() - start,
-        # The same dict object as `tally.phase_seconds`: "log" is added after logging.
-        "phase_seconds": tally.phase_seconds,
-        "worker_seconds": dict(tally.worker_seconds),
-        "failed_clients": failed,
-        "selected": None if masks is None else {
+        state_bytes=int(tally.state_bytes),
+        state_bytes_up_per_client={u.client: u.state_bytes for u in updates if u.state_bytes},
+        seconds=seconds,
+        phase_seconds=dict(tally.phase_seconds),
+        worker_seconds=dict(tally.worker_seconds),
+        failed_clients=failed,
+        selected=None if masks is None else {
             c: [u for u, chosen in zip(units, masks[i]) if chosen] for i, c in enumerate(federation.clients)},
-    }
+        selection=selection,
+        # Why clients failed and what was retried: training rounds only (round 0 has no retry to report).
+        **(tally.fault_details(failed) if round_idx > 0 else {}),
+    )
 
 
 def selection_payload(round_idx: int, clients: Sequence[str], units: Sequence[str], masks: np.ndarray,
@@ -88,44 +163,87 @@ def selection_summary(payload: dict[str, Any]) -> dict[str, Any]:
     return selection_artifacts.round_summary(payload)
 
 
-def round_metrics(record: dict[str, Any]) -> dict[str, float]:
-    """The MLflow metrics of a round's record (step: its round), without the `select/*` ones (`log_selection`)."""
-    metrics = {names.EVAL_ACC: record["accuracy"], names.EVAL_LOSS: record["loss"],
-               names.COMM_BYTES_UP: record["bytes_up"], names.COMM_BYTES_DOWN: record["bytes_down"],
-               names.COMM_STATE_BYTES: record["state_bytes"],
-               names.ROUND_SECONDS: record["seconds"], names.FED_FAILED: len(record["failed_clients"])}
-    for client, values in record["per_client"].items():
+def round_metrics(record: RoundRecord) -> dict[str, float]:
+    """The metrics of a round's record under their MLflow names (step: its round), without the `select/*`
+    ones (`log_selection`): what MLflow gets, and what a sweep's scheduler gets of it (`scheduler_metrics`)."""
+    metrics = {names.EVAL_ACC: record.accuracy, names.EVAL_LOSS: record.loss,
+               names.COMM_BYTES_UP: record.bytes_up, names.COMM_BYTES_DOWN: record.bytes_down,
+               names.COMM_STATE_BYTES: record.state_bytes,
+               names.ROUND_SECONDS: record.seconds, names.FED_FAILED: len(record.failed_clients)}
+    for client, values in record.per_client.items():
         metrics[names.client_metric(client, "acc")] = values["accuracy"]
         metrics[names.client_metric(client, "loss")] = values["loss"]
-    for client, num_bytes in record["bytes_up_per_client"].items():
+    for client, num_bytes in record.bytes_up_per_client.items():
         metrics[names.client_metric(client, "bytes_up")] = num_bytes
     metrics.update(evaluation.score_metrics(record))
-    if record["train_loss"] is not None:
-        metrics[names.TRAIN_LOSS] = record["train_loss"]
-    for phase, seconds in record["phase_seconds"].items():
+    if record.train_loss is not None:
+        metrics[names.TRAIN_LOSS] = record.train_loss
+    for phase, seconds in record.phase_seconds.items():
         metrics[names.time_metric(phase)] = seconds
     return metrics
 
 
+# The round metrics a sweep reports to Tune (its schedulers and searchers read them), in this order;
+# `train/loss` is absent in a record without training (round 0).
+SCHEDULER_METRICS = (names.EVAL_ACC, names.EVAL_LOSS, names.COMM_BYTES_UP, names.COMM_BYTES_DOWN,
+                     names.ROUND_SECONDS, names.FED_FAILED, names.TRAIN_LOSS, names.EVAL_SCORE)
+
+
+def scheduler_metrics(record: RoundRecord) -> dict[str, float]:
+    """The `SCHEDULER_METRICS` of a round's record, with the names and values MLflow gets (`round_metrics`)."""
+    metrics = round_metrics(record)
+    return {key: metrics[key] for key in SCHEDULER_METRICS if key in metrics}
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """The run's summary (`result.json` without the experiment's own keys); `to_dict` is its JSON form.
+
+    `final`: the last round's figures (`evaluation.final_summary`); `history`: every round's record in its
+    JSON form, as the checkpoint holds them (a resumed run's earlier rounds as they were written);
+    `majority_baseline`: `evaluation.baseline_summary`; byte totals over the history; the units and their
+    parameter counts; the coordinator's start-up seconds.
+    """
+
+    rounds: int
+    final: dict[str, Any]
+    history: tuple[dict[str, Any], ...]
+    majority_baseline: dict[str, Any]
+    mlflow_run_id: str | None
+    mlflow_experiment_id: str | None
+    bytes_up_total: int
+    bytes_down_total: int
+    state_bytes_total: int
+    units: list[str]
+    unit_num_parameters: dict[str, int]
+    startup_seconds: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: every field in order, the history as a list."""
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        plain["history"] = list(self.history)
+        return plain
+
+
 def run_summary(state: FederationState, federation: Federation, info: ModelInfo, logger: MetricLogger,
-                startup_seconds: dict[str, Any]) -> dict[str, Any]:
-    """The run's summary (`result.json` without the experiment's own keys): final figures, history, totals."""
-    last = state.history[-1]
-    return {
-        "rounds": state.round_idx,
-        "final": evaluation.final_summary(last, federation.client_kinds),
-        "history": state.history,
-        "majority_baseline": evaluation.baseline_summary(federation.majority_baseline, federation.majority_f1,
-                                                         federation.client_kinds),
-        "mlflow_run_id": logger.run_id,
-        "mlflow_experiment_id": getattr(logger, "experiment_id", None),
-        "bytes_up_total": int(sum(r["bytes_up"] for r in state.history)),
-        "bytes_down_total": int(sum(r["bytes_down"] for r in state.history)),
-        "state_bytes_total": int(sum(r.get("state_bytes", 0) for r in state.history)),
-        "units": list(info.units),
-        "unit_num_parameters": info.unit_num_parameters,
-        "startup_seconds": startup_seconds,
-    }
+                startup_seconds: dict[str, Any]) -> RunSummary:
+    """The run's summary (`Coordinator.finish`): final figures, history, totals."""
+    past = [RoundRecord.from_dict(plain) for plain in state.history]
+    return RunSummary(
+        rounds=state.round_idx,
+        final=evaluation.final_summary(past[-1], federation.client_kinds),
+        history=tuple(state.history),
+        majority_baseline=evaluation.baseline_summary(federation.majority_baseline, federation.majority_f1,
+                                                      federation.client_kinds),
+        mlflow_run_id=logger.run_id,
+        mlflow_experiment_id=logger.experiment_id,
+        bytes_up_total=int(sum(r.bytes_up for r in past)),
+        bytes_down_total=int(sum(r.bytes_down for r in past)),
+        state_bytes_total=int(sum(r.state_bytes for r in past)),
+        units=list(info.units),
+        unit_num_parameters=info.unit_num_parameters,
+        startup_seconds=startup_seconds,
+    )
 
 
 def log_selection(logger: MetricLogger, run_dir: Path, payload: dict[str, Any]) -> dict[str, float]:
@@ -158,12 +276,12 @@ def rounds_logged_ahead(resume: FederationState | None, logger: MetricLogger) ->
     """Rounds after the resumed one whose metrics are already logged: only after a fallback to the previous
     checkpoint (the lost one was written, and its round's metrics possibly sent, before the failure).
 
-    Asked of the logger (`logged_steps`); when it cannot tell (MLflow unreachable), nothing is skipped.
+    Asked of the logger (`logged_steps`); when it cannot tell (MLflow unreachable, no tracking), nothing
+    is skipped.
     """
     if resume is None or resume.loaded_from is None or resume.loaded_from.name != PREVIOUS_CHECKPOINT:
         return set()
-    logged_steps = getattr(logger, "logged_steps", None)
-    steps = logged_steps(names.EVAL_ACC) if logged_steps is not None else None
+    steps = logger.logged_steps(names.EVAL_ACC)
     return {step for step in steps or () if step > resume.round_idx}
 
 
@@ -187,5 +305,6 @@ def log_unit_ranks(logger: MetricLogger, run_dir: Path, last_round: int) -> None
     logger.log_artifact(figure, SELECTION_DIR)
 
 
-__all__ = ["SELECTION_DIR", "round_record", "selection_payload", "selection_summary", "round_metrics", "run_summary",
-           "log_selection", "rounds_logged_ahead", "log_unit_ranks"]
+__all__ = ["SELECTION_DIR", "SCHEDULER_METRICS", "RoundRecord", "RunSummary", "round_record", "selection_payload",
+           "selection_summary", "round_metrics", "scheduler_metrics", "run_summary", "log_selection",
+           "rounds_logged_ahead", "log_unit_ranks"]

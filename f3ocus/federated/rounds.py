@@ -15,23 +15,25 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol
 
+from f3ocus.federated.records import RoundRecord
+
 
 class RoundRunner(Protocol):
     """The coordinator's calls the round loop makes (a `Coordinator`, or a handle on a coordinator actor)."""
 
     def needs_initial_evaluation(self) -> bool: ...
 
-    def evaluate_initial(self) -> dict[str, Any]: ...
+    def evaluate_initial(self) -> RoundRecord: ...
 
     def next_round(self) -> int: ...
 
-    def run_round(self, round_idx: int) -> dict[str, Any]: ...
+    def run_round(self, round_idx: int) -> RoundRecord: ...
 
     def finish(self) -> dict[str, Any]: ...
 
 
 def run_rounds(coordinator: RoundRunner, rounds: int,
-               after_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+               after_round: Callable[[RoundRecord], None] | None = None) -> dict[str, Any]:
     """Round 0 (when not done yet), every remaining round up to `rounds`, then the run's summary.
 
     Args:
@@ -41,7 +43,7 @@ def run_rounds(coordinator: RoundRunner, rounds: int,
             and logged; an exception it raises ends the loop (the caller decides what happens to the run).
 
     Returns:
-        The coordinator's summary of the run (`Coordinator.finish`).
+        The coordinator's summary of the run in its JSON form (`Coordinator.finish`).
     """
     if coordinator.needs_initial_evaluation():
         record = coordinator.evaluate_initial()

@@ -41,7 +41,7 @@ class FederationState:
 
     round_idx: int
     tensors: dict[str, torch.Tensor]
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # each round's `RoundRecord.to_dict()`
     mlflow_run_id: str | None = None
     identity: dict[str, Any] = field(default_factory=dict)
     last_log: dict[str, Any] | None = None

@@ -9,9 +9,12 @@ behind the same interface.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from f3ocus.config.schema import SelectionConfig
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,22 @@ class SelectionResult:
 
 
 class Selector(Protocol):
-    """Picks the units each client trains. `needs_scores` tells the coordinator to run the scorers first."""
+    """Picks the units each client trains.
+
+    `needs_scores`: the coordinator runs the scorers first (otherwise `scores` is None).
+    `respects_budgets`: row i of the mask selects exactly `budgets[i]` units; False (full fine-tuning):
+    every unit, so the coordinator checks the mask against L per client instead.
+    """
 
     name: ClassVar[str]
     needs_scores: ClassVar[bool]
+    respects_budgets: ClassVar[bool]
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> Selector:
+        """Build from the `selection` section (its knobs, for selectors that have some), or with the
+        defaults when None; `seed` (the run's seed) seeds a selector's own random state, if it keeps one."""
+        ...
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:

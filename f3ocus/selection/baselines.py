@@ -7,11 +7,14 @@ trains the blocks nearest the pixels and last-k the blocks nearest the answer he
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from f3ocus.selection.base import SelectionResult, top_k_mask
+
+if TYPE_CHECKING:
+    from f3ocus.config.schema import SelectionConfig
 
 
 class FullSelector:
@@ -20,6 +23,10 @@ class FullSelector:
     name: ClassVar[str] = "full"
     needs_scores: ClassVar[bool] = False
     respects_budgets: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> FullSelector:
+        return cls()  # no knobs, no random state of its own
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:
@@ -37,6 +44,11 @@ class FedDropoutSelector:
 
     name: ClassVar[str] = "fed_dropout"
     needs_scores: ClassVar[bool] = False
+    respects_budgets: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> FedDropoutSelector:
+        return cls()  # no knobs, no random state of its own
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:
@@ -58,10 +70,15 @@ class RandomSelector:
 
     name: ClassVar[str] = "random"
     needs_scores: ClassVar[bool] = False
+    respects_budgets: ClassVar[bool] = True
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
         self._masks: dict[tuple[tuple[int, ...], int], np.ndarray] = {}  # (budgets, L) -> (N, L) bool
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> RandomSelector:
+        return cls(seed=seed)
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:
@@ -80,6 +97,11 @@ class FirstKSelector:
 
     name: ClassVar[str] = "first_k"
     needs_scores: ClassVar[bool] = False
+    respects_budgets: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> FirstKSelector:
+        return cls()  # no knobs, no random state of its own
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:
@@ -91,6 +113,11 @@ class LastKSelector:
 
     name: ClassVar[str] = "last_k"
     needs_scores: ClassVar[bool] = False
+    respects_budgets: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> LastKSelector:
+        return cls()  # no knobs, no random state of its own
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:
@@ -102,6 +129,11 @@ class TopKSelector:
 
     name: ClassVar[str] = "top_k"
     needs_scores: ClassVar[bool] = True
+    respects_budgets: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> TopKSelector:
+        return cls()  # no knobs, no random state of its own
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:

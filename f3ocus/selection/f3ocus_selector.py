@@ -35,6 +35,7 @@ class F3ocusSelector:
 
     name: ClassVar[str] = "f3ocus"
     needs_scores: ClassVar[bool] = True
+    respects_budgets: ClassVar[bool] = True
 
     def __init__(self, solver: str = "nsga2", pop_size: int = 100, max_evals: int = 10000, archive_size: int = 100,
                  decision: str = "knee", decision_weight: float = 0.5):
@@ -48,8 +49,12 @@ class F3ocusSelector:
         self.decision_weight = decision_weight
 
     @classmethod
-    def from_config(cls, config: SelectionConfig) -> F3ocusSelector:
-        """Build from the `selection` section (solver, pop_size, max_evals, archive_size, decision, decision_weight)."""
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> F3ocusSelector:
+        """Build from the `selection` section (solver, pop_size, max_evals, archive_size, decision,
+        decision_weight), or with the defaults above without one; `seed` is unused (the solvers draw from
+        the round's generator)."""
+        if config is None:
+            return cls()
         return cls(solver=config.solver, pop_size=config.pop_size, max_evals=config.max_evals,
                    archive_size=config.archive_size, decision=config.decision, decision_weight=config.decision_weight)
 
@@ -92,6 +97,11 @@ class LntkOnlySelector:
 
     name: ClassVar[str] = "lntk"
     needs_scores: ClassVar[bool] = True
+    respects_budgets: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, config: SelectionConfig | None = None, seed: int | None = None) -> LntkOnlySelector:
+        return cls()  # no knobs, no random state of its own
 
     def select(self, scores: np.ndarray | None, budgets: np.ndarray, num_units: int,
                rng: np.random.Generator) -> SelectionResult:

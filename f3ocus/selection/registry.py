@@ -7,7 +7,6 @@ configured scorer: the paper's Magnitude, FishMask, SNIP, ... baselines), lntk (
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING
 
 from f3ocus.selection.baselines import (FedDropoutSelector, FirstKSelector, FullSelector, LastKSelector, RandomSelector,
@@ -16,26 +15,24 @@ from f3ocus.selection.f3ocus_selector import F3ocusSelector, LntkOnlySelector
 
 if TYPE_CHECKING:
     from f3ocus.config.schema import SelectionConfig
+    from f3ocus.selection.base import Selector
 
-SELECTORS: dict[str, type] = {cls.name: cls for cls in
+SELECTORS: dict[str, type[Selector]] = {cls.name: cls for cls in
                               (FullSelector, FedDropoutSelector, RandomSelector, FirstKSelector, LastKSelector,
                                TopKSelector, LntkOnlySelector, F3ocusSelector)}
 
 
-def build_selector(spec: str | SelectionConfig, seed: int | None = None):
+def build_selector(spec: str | SelectionConfig, seed: int | None = None) -> Selector:
     """Instantiate the selector named by `spec` (a method name, or a `SelectionConfig` whose `method` is used).
 
-    Given a config, selectors with a `from_config` classmethod (f3ocus) read their knobs from it; given a bare
-    name, every selector is built with its defaults. `seed` (the run's seed) goes to selectors that take one
-    (random: its static subset then survives a resume). Raises ValueError naming the known ones.
+    Built by the selector's `from_config`: given a config, selectors with knobs (f3ocus) read them from it;
+    given a bare name, every selector is built with its defaults. `seed` (the run's seed) goes to selectors
+    that keep random state of their own (random: its static subset then survives a resume). Raises
+    ValueError naming the known ones.
     """
     method = spec if isinstance(spec, str) else spec.method
     try:
         cls = SELECTORS[method]
     except KeyError:
         raise ValueError(f"unknown selector {method!r}; known: {', '.join(sorted(SELECTORS))}") from None
-    if not isinstance(spec, str) and hasattr(cls, "from_config"):
-        return cls.from_config(spec)
-    if seed is not None and "seed" in inspect.signature(cls).parameters:
-        return cls(seed=seed)
-    return cls()
+    return cls.from_config(None if isinstance(spec, str) else spec, seed)

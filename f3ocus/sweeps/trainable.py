@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from f3ocus.sweeps import tracking
 from f3ocus.sweeps.placement import trial_layout
 from f3ocus.sweeps.spec import SweepSpec, describe, trial_config
 from f3ocus.tracking import names
+
+if TYPE_CHECKING:  # the sweep driver imports this module: it stays free of torch (records imports it)
+    from f3ocus.federated.records import RoundRecord
 
 
 @dataclass(frozen=True)
@@ -67,31 +70,28 @@ def _tracking(context: TrialContext, trial_id: str) -> dict[str, Any]:
     return keys
 
 
-def _report(record: dict[str, Any], run_info: dict[str, Any]) -> None:
+def _report(record: RoundRecord, run_info: dict[str, Any]) -> None:
     """One Tune result per training round (round 0, the evaluation before training, is not reported)."""
     from ray import tune
 
-    if record["round"] == 0:
+    if record.round == 0:
         return
     tune.report(round_result(record, run_info))
 
 
-def round_result(record: dict[str, Any], run_info: dict[str, Any]) -> dict[str, Any]:
-    """A round's record as the flat result Tune gets: the metric names of MLflow, plus where the run lives."""
-    result = {
-        "round": record["round"],
-        names.EVAL_ACC: record["accuracy"],
-        names.EVAL_LOSS: record["loss"],
-        names.COMM_BYTES_UP: record["bytes_up"],
-        names.COMM_BYTES_DOWN: record["bytes_down"],
-        names.ROUND_SECONDS: record["seconds"],
-        names.FED_FAILED: len(record["failed_clients"]),
+def round_result(record: RoundRecord, run_info: dict[str, Any]) -> dict[str, Any]:
+    """A round's record as the flat result Tune gets: its `records.scheduler_metrics` (MLflow's names and
+    values), plus where the run lives."""
+    from f3ocus.federated import records
+
+    metrics = records.scheduler_metrics(record)
+    # The optional metrics come last, after where the run lives, as Tune always had them.
+    optional = {key: metrics.pop(key) for key in (names.TRAIN_LOSS, names.EVAL_SCORE) if key in metrics}
+    return {
+        "round": record.round,
+        **metrics,
         "mlflow_run_id": run_info.get("mlflow_run_id") or "",
         "coordinator_node": run_info.get("coordinator_node", ""),
         "client_nodes": json.dumps(run_info.get("client_nodes", [])),
+        **optional,
     }
-    if record["train_loss"] is not None:
-        result[names.TRAIN_LOSS] = record["train_loss"]
-    if record.get("score") is not None:  # accuracy (VQA) / micro-F1 (multi-label clients), mean over clients
-        result[names.EVAL_SCORE] = record["score"]
-    return result

@@ -14,7 +14,13 @@ from typing import Any, Mapping, Protocol
 
 
 class MetricLogger(Protocol):
+    """`run_id`, `experiment_id`: where the run's records go (None: not known, or no tracking).
+    `logged_steps(key)`: the steps at which metric `key` is logged already; None when the logger cannot tell."""
+
     run_id: str | None
+    experiment_id: str | None
+
+    def logged_steps(self, key: str) -> set[int] | None: ...
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
@@ -31,6 +37,10 @@ class NullLogger:
     """Logs nothing (tracking.mlflow: false); the run's own JSON files are still written by the driver."""
 
     run_id: str | None = None
+    experiment_id: str | None = None
+
+    def logged_steps(self, key: str) -> set[int] | None:
+        return None  # nothing is logged anywhere to ask
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         pass

@@ -133,8 +133,8 @@ def test_shared_tensors_are_averaged_and_personal_state_never_is(tmp_path):
         "c0": [11.0, 11.0], "c1": [21.0, 21.0], "c2": [31.0, 31.0]}
     # Round 2 starts from each client's own state; evaluation scored each client's own model
     assert pool.eval_states["c1"].tolist() == [21.0, 21.0]
-    assert record["per_client"]["c1"]["personal"]["accuracy"] == pytest.approx(0.21)
-    assert record["personal"]["accuracy"] == pytest.approx((0.11 + 0.21 + 0.31) / 3)
+    assert record.per_client["c1"]["personal"]["accuracy"] == pytest.approx(0.21)
+    assert record.personal["accuracy"] == pytest.approx((0.11 + 0.21 + 0.31) / 3)
     coordinator.run_round(2)
     assert pool.seen_states[("c2", 2)].tolist() == [31.0, 31.0]
     assert store.load("c2")["p"].tolist() == [31.0 + 30 + 2] * 2
@@ -151,7 +151,7 @@ def test_a_rejected_client_keeps_its_previous_state(tmp_path):
     coordinator = _coordinator(tmp_path, pool)
     coordinator.run_round(1)
     record = coordinator.run_round(2)
-    assert record["failed_clients"] == ["c1"] and "NaN/Inf" in record["failure_reasons"]["c1"]
+    assert record.failed_clients == ["c1"] and "NaN/Inf" in record.failure_reasons["c1"]
     assert coordinator.client_states.load("c1")["p"].tolist() == [21.0, 21.0]  # round 1's, not the NaN
     coordinator.run_round(3)
     assert pool.seen_states[("c1", 3)].tolist() == [21.0, 21.0]

@@ -8,6 +8,7 @@ from f3ocus.config.schema import ExperimentConfig, FederationConfig, SelectionCo
 from f3ocus.federated.coordinator import Coordinator
 from f3ocus.federated.state import CHECKPOINT, Federation, FederationState
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo, ScoreReport, WorkerError
+from f3ocus.federated.pool import FaultLog
 from f3ocus.tracking.base import NullLogger
 
 UNITS = ("u0", "u1", "u2")
@@ -19,6 +20,10 @@ class FakePool:
     def __init__(self, fail_train=()):
         self.calls = []
         self.fail_train = set(fail_train)
+        self.faults = FaultLog()  # nothing to recover from: a failing task fails at once
+
+    def node_ids(self):
+        return []
 
     def model_info(self):
         names = {u: (f"{u}.w",) for u in UNITS}
@@ -67,7 +72,7 @@ def test_round_runs_phases_in_order_and_aggregates_masked(tmp_path):
     record = coordinator.run_round(1)
     assert pool.calls == ["evaluate", "score", "train", "evaluate"]
     # top_k on rolled scores: c0 -> u0; c1 -> u1; c2 (budget 2) -> u2, u0.
-    assert record["selected"] == {"c0": ["u0"], "c1": ["u1"], "c2": ["u0", "u2"]}
+    assert record.selected == {"c0": ["u0"], "c1": ["u1"], "c2": ["u0", "u2"]}
     tensors = coordinator.state.tensors
     # u0 trained by c0 (+1, 10 ex) and c2 (+3, 30 ex): (10*1 + 30*3) / 40 = 2.5
     assert torch.allclose(tensors["u0.w"], torch.full((2,), 2.5))
@@ -76,9 +81,9 @@ def test_round_runs_phases_in_order_and_aggregates_masked(tmp_path):
     # head trained by all: (10*1 + 20*2 + 30*3) / 60 = 140/60
     assert torch.allclose(tensors["head.w"], torch.full((2,), 140 / 60))
     # bytes: each update = (selected units + head) x 2 floats x 4 bytes; down = 4 tensors x 8 bytes x 3 clients
-    assert record["bytes_up_per_client"] == {"c0": 16, "c1": 16, "c2": 24}
-    assert record["bytes_up"] == 56 and record["bytes_down"] == 32 * 3
-    assert record["accuracy"] == pytest.approx(0.25)
+    assert record.bytes_up_per_client == {"c0": 16, "c1": 16, "c2": 24}
+    assert record.bytes_up == 56 and record.bytes_down == 32 * 3
+    assert record.accuracy == pytest.approx(0.25)
 
 
 def test_run_writes_a_checkpoint_and_summary(tmp_path):
@@ -94,8 +99,8 @@ def test_run_writes_a_checkpoint_and_summary(tmp_path):
 def test_failed_client_is_left_out_and_reported(tmp_path):
     coordinator = _coordinator(tmp_path, FakePool(fail_train={"c2"}))
     record = coordinator.run_round(1)
-    assert record["failed_clients"] == ["c2"]
-    assert "c2" not in record["bytes_up_per_client"]
+    assert record.failed_clients == ["c2"]
+    assert "c2" not in record.bytes_up_per_client
     assert torch.allclose(coordinator.state.tensors["u0.w"], torch.full((2,), 1.0))  # only c0 trained u0
 
 

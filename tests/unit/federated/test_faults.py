@@ -91,15 +91,15 @@ def test_non_finite_update_is_rejected_and_not_aggregated(tmp_path, how, words):
     coordinator = _coordinator(tmp_path, Poisoned(poisoned={"c1"}, how=how))
     record = coordinator.run_round(1)
     # top_k (see test_coordinator): c0 -> u0 (+1, 10 ex), c1 -> u1 (+2, 20 ex, rejected), c2 -> u0, u2 (+3, 30 ex)
-    assert record["selected"] == {"c0": ["u0"], "c1": ["u1"], "c2": ["u0", "u2"]}
+    assert record.selected == {"c0": ["u0"], "c1": ["u1"], "c2": ["u0", "u2"]}
     tensors = coordinator.state.tensors
     assert torch.equal(tensors["u0.w"], torch.full((2,), (10 * 1 + 30 * 3) / 40))  # 2.5
     assert torch.equal(tensors["u1.w"], torch.zeros(2))  # only c1 trained it: keeps the global value
     assert torch.equal(tensors["u2.w"], torch.full((2,), 3.0))
     assert torch.equal(tensors["head.w"], torch.full((2,), (10 * 1 + 30 * 3) / 40))  # c1's 20 examples not counted
-    assert record["failed_clients"] == ["c1"] and "c1" not in record["bytes_up_per_client"]
-    assert record["failure_reasons"]["c1"].startswith("train: rejected: ") and words in record["failure_reasons"]["c1"]
-    assert record["train_loss"] == pytest.approx((1.0 + 1 / 3) / 2)  # c1's loss is not averaged in
+    assert record.failed_clients == ["c1"] and "c1" not in record.bytes_up_per_client
+    assert record.failure_reasons["c1"].startswith("train: rejected: ") and words in record.failure_reasons["c1"]
+    assert record.train_loss == pytest.approx((1.0 + 1 / 3) / 2)  # c1's loss is not averaged in
 
     # The same as a round in which c1 never answered.
     without = _coordinator(tmp_path / "without", FakePool(fail_train={"c1"}))
@@ -134,9 +134,9 @@ def test_a_round_retry_that_succeeds_completes_the_round(tmp_path):
 
     coordinator = _coordinator(tmp_path, FailsFirstTime(fail_train={"c1", "c2"}), min_clients=3)
     record = coordinator.run_round(1)
-    assert record["failed_clients"] == [] and set(record["bytes_up_per_client"]) == {"c0", "c1", "c2"}
-    assert record["retries"] == {"c1": 1, "c2": 1}
-    assert record["retry_reasons"]["c1"] == ["train (round retry): RuntimeError: boom"]
+    assert record.failed_clients == [] and set(record.bytes_up_per_client) == {"c0", "c1", "c2"}
+    assert record.retries == {"c1": 1, "c2": 1}
+    assert record.retry_reasons["c1"] == ["train (round retry): RuntimeError: boom"]
     # The same global state as a round in which nobody failed.
     clean = _coordinator(tmp_path / "clean", FakePool())
     clean.run_round(1)
@@ -158,9 +158,9 @@ def test_pool_retries_are_recorded_per_round(tmp_path):
     coordinator = _coordinator(tmp_path, RetryingPool())
     first, second = coordinator.run_round(1), coordinator.run_round(2)
     for record in (first, second):
-        assert record["failed_clients"] == [] and record["actors_replaced"] == 1
-        assert record["retries"] == {"c0": 1}
-        assert record["retry_reasons"] == {"c0": ["train: ActorDiedError: The actor died"]}
+        assert record.failed_clients == [] and record.actors_replaced == 1
+        assert record.retries == {"c0": 1}
+        assert record.retry_reasons == {"c0": ["train: ActorDiedError: The actor died"]}
 
 
 # ------------------------------------------------------------------------------------------ config

@@ -20,6 +20,7 @@ from f3ocus.federated.aggregate import masked_fedavg
 from f3ocus.federated.coordinator import Coordinator
 from f3ocus.federated.state import Federation
 from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo, ScoreReport
+from f3ocus.federated.pool import FaultLog
 from f3ocus.tracking.base import NullLogger
 from f3ocus.tracking.mlflow_logger import MlflowLogger
 from f3ocus.tracking.selection_artifacts import MAX_HEATMAP_CLIENTS
@@ -39,6 +40,10 @@ class ManyClientPool:
         self.sent: dict[int, tuple[int, dict]] = {}  # client index -> (num_examples, copy of its update)
         self.max_alive = 0
         self._alive: list[ClientUpdate] = []
+        self.faults = FaultLog()  # nothing to recover from: every task answers
+
+    def node_ids(self):
+        return []
 
     def model_info(self):
         names = {u: (f"{u}.w",) for u in (*UNITS, "head")}
@@ -93,8 +98,8 @@ def test_a_round_of_1000_clients_holds_one_update_per_worker(tmp_path, window):
     record = coordinator.run_round(1)
     summary = coordinator.finish()
     # Every client trained, was averaged and evaluated; nothing failed.
-    assert len(record["per_client"]) == N and record["failed_clients"] == []
-    assert len(record["bytes_up_per_client"]) == N and record["bytes_up"] == N * 3 * SIZE * 4
+    assert len(record.per_client) == N and record.failed_clients == []
+    assert len(record.bytes_up_per_client) == N and record.bytes_up == N * 3 * SIZE * 4
     # Exactly the masked FedAvg of all updates in client order, although they arrived out of order.
     expected = masked_fedavg(before, [pool.sent[k] for k in range(N)])
     assert all(torch.equal(coordinator.state.tensors[name], expected[name]) for name in expected)

@@ -1,6 +1,8 @@
 """Task-heterogeneous federations (docs/METHOD.md §5 T6): VQA clients scored by accuracy, multi-label clients by
 F1; each client trains and uploads only its own task's head; eval/score averages the two."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from f3ocus.federated.messages import ClientUpdate, EvalReport, ModelInfo
 from f3ocus.federated.progress import format_round
 from f3ocus.tracking import names
 from f3ocus.tracking.base import NullLogger
+from tests.unit.federated.record_factory import make_record
 from tests.unit.federated.test_coordinator import UNITS, FakePool
 
 KINDS = {"c0": "vqa", "c1": "vqa", "c2": "multilabel"}
@@ -34,7 +37,7 @@ def test_round_summary_of_a_mixed_federation():
     assert summary["per_client"]["c2"] == {"accuracy": 0.25, "loss": 0.5, "n": 8, "kind": "multilabel",
                                            "score": 0.7, "f1": 0.7, "f1_macro": 0.5, "auroc_macro": 0.8}
     assert summary["per_client"]["c0"] == {"accuracy": 0.6, "loss": 1.0, "n": 10, "kind": "vqa", "score": 0.6}
-    metrics = evaluation.score_metrics({"round": 1, **summary})
+    metrics = evaluation.score_metrics(make_record(**summary))
     assert metrics == {names.EVAL_SCORE: summary["score"], names.EVAL_F1: 0.7, names.EVAL_F1_MACRO: 0.5,
                        names.EVAL_AUROC_MACRO: 0.8, names.EVAL_SUBSET_ACC: 0.25, "client/c2/f1": 0.7,
                        "client/c2/f1_macro": 0.5, "client/c2/auroc_macro": 0.8}
@@ -46,14 +49,14 @@ def test_classification_only_federation_reports_subset_accuracy_as_eval_acc():
     summary = evaluation.summarise_reports(reports, {"a": "multilabel", "b": "multilabel"})
     assert summary["accuracy"] == pytest.approx(0.375) == summary["subset_accuracy"]
     assert summary["score"] == pytest.approx(0.6) == summary["f1"]
-    assert evaluation.final_summary({"round": 2, **summary}, {})["metric"] == "f1"
+    assert evaluation.final_summary(make_record(round=2, **summary), {})["metric"] == "f1"
 
 
 def test_vqa_only_summary_is_the_plain_mean_accuracy_without_f1():
     summary = evaluation.summarise_reports(_reports()[:2], {})
     assert summary["accuracy"] == summary["score"] == pytest.approx(0.5)
     assert "f1" not in summary
-    assert evaluation.final_summary({"round": 1, **summary}, {})["metric"] == "accuracy"
+    assert evaluation.final_summary(make_record(**summary), {})["metric"] == "accuracy"
 
 
 def test_majority_baseline_scores_multilabel_clients_by_f1():
@@ -64,11 +67,9 @@ def test_majority_baseline_scores_multilabel_clients_by_f1():
 
 
 def test_progress_line_shows_f1_and_score_when_there_are_multilabel_clients():
-    record = {"round": 1, "accuracy": 0.5, "loss": 1.0, "train_loss": None, "bytes_up": 0, "seconds": 1.0,
-              "failed_clients": [], "f1": 0.7, "score": 0.6}
+    record = make_record(accuracy=0.5, loss=1.0, f1=0.7, score=0.6)
     assert "acc 0.500 f1 0.700 score 0.600 loss" in format_round(record, Progress(rounds=2))
-    del record["f1"]
-    assert " f1 " not in format_round(record, Progress(rounds=2))
+    assert " f1 " not in format_round(replace(record, f1=None), Progress(rounds=2))
 
 
 # --------------------------------------------------------------------------- coordinator on a fake pool
@@ -219,7 +220,6 @@ def test_sweep_trials_report_eval_score():
     from f3ocus.sweeps.spec import REPORTED_METRICS
     from f3ocus.sweeps.trainable import round_result
 
-    record = {"round": 1, "accuracy": 0.5, "loss": 1.0, "bytes_up": 1, "bytes_down": 2, "seconds": 1.0,
-              "failed_clients": [], "train_loss": 0.5, "score": 0.6, "f1": 0.7}
+    record = make_record(accuracy=0.5, loss=1.0, bytes_up=1, bytes_down=2, train_loss=0.5, score=0.6, f1=0.7)
     assert round_result(record, {})[names.EVAL_SCORE] == 0.6
     assert names.EVAL_SCORE in REPORTED_METRICS  # a sweep may optimise it

@@ -96,7 +96,7 @@ def test_coordinator_averages_the_float32_cast_of_the_half_precision_upload(tmp_
     assert torch.equal(tensors["u0.w"], expected.to(torch.float32))
     assert torch.equal(tensors["u2.w"], torch.zeros(2))
     # Bytes are those of the fp16 tensors sent: (units + head) x 2 values x 2 bytes.
-    assert record["bytes_up_per_client"] == {"c0": 8, "c1": 8, "c2": 12}
+    assert record.bytes_up_per_client == {"c0": 8, "c1": 8, "c2": 12}
 
 
 def test_upload_dtype_is_validated_by_name(tmp_path):
@@ -115,10 +115,10 @@ def test_round_record_has_phase_and_worker_seconds(tmp_path):
     federation = Federation(CLIENTS, {"c0": 10, "c1": 20, "c2": 30}, (1, 1, 2), {c: 0.0 for c in CLIENTS})
     coordinator = Coordinator(cfg, federation, str(tmp_path), FakePool, lambda run_id: NullLogger())
     initial = coordinator.evaluate_initial()
-    assert set(initial["phase_seconds"]) == {"evaluate", "log"}
+    assert set(initial.phase_seconds) == {"evaluate", "log"}
     record = coordinator.run_round(1)
-    phases = record["phase_seconds"]
+    phases = record.phase_seconds
     assert list(phases) == ["score", "select", "train", "aggregate", "evaluate", "log"]
     assert all(seconds >= 0 for seconds in phases.values())
-    assert sum(phases[p] for p in phases if p != "log") <= record["seconds"]
-    assert set(record["worker_seconds"]) == {"score", "train", "evaluate"}  # FakePool replies report 0 s
+    assert sum(phases[p] for p in phases if p != "log") <= record.seconds
+    assert set(record.worker_seconds) == {"score", "train", "evaluate"}  # FakePool replies report 0 s

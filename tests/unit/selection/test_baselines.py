@@ -94,3 +94,12 @@ def test_check_mask_rejects_wrong_counts_and_shapes():
 def test_unknown_selector_names_the_known_ones():
     with pytest.raises(ValueError, match="first_k"):
         build_selector("nope")
+
+
+def test_every_selector_declares_its_abilities_and_builds_from_a_config_or_its_defaults():
+    # The coordinator reads these plainly (no getattr default): a selector that forgot one fails here.
+    for name, cls in SELECTORS.items():
+        assert isinstance(cls.needs_scores, bool) and isinstance(cls.respects_budgets, bool), name
+        assert type(cls.from_config(None)) is cls and type(cls.from_config(SelectionConfig(method=name), 3)) is cls
+    assert [name for name, cls in SELECTORS.items() if not cls.respects_budgets] == ["full"]
+    assert build_selector("random", seed=5).seed == 5 and build_selector("random").seed is None

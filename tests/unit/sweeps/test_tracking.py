@@ -8,8 +8,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from f3ocus.cli import main
+from f3ocus.federated import records
 from f3ocus.sweeps import tracking
 from f3ocus.sweeps.trainable import round_result
+from tests.unit.federated.record_factory import make_record
 
 
 @pytest.mark.slow  # starting `mlflow server` takes 10-30 s on 2 busy cores
@@ -61,9 +63,14 @@ def test_mlflow_server_command(monkeypatch, tmp_path, capsys):
 
 
 def test_round_result_is_flat_with_mlflow_metric_names():
-    record = {"round": 2, "accuracy": 0.5, "loss": 1.5, "bytes_up": 10, "bytes_down": 20, "seconds": 3.0,
-              "failed_clients": ["a"], "train_loss": None}
+    record = make_record(round=2, accuracy=0.5, loss=1.5, score=0.5, bytes_up=10, bytes_down=20, seconds=3.0,
+                         failed_clients=["a"], train_loss=None)
     result = round_result(record, {"mlflow_run_id": "r1", "coordinator_node": "n0", "client_nodes": ["n0", "n1"]})
+    # Every record has a score, so every report has eval/score; train/loss only for a round with training.
     assert result == {"round": 2, "eval/acc": 0.5, "eval/loss": 1.5, "comm/bytes_up": 10, "comm/bytes_down": 20,
                       "round/seconds": 3.0, "fed/failed_clients": 1, "mlflow_run_id": "r1",
-                      "coordinator_node": "n0", "client_nodes": '["n0", "n1"]'}
+                      "coordinator_node": "n0", "client_nodes": '["n0", "n1"]', "eval/score": 0.5}
+    assert list(result)[-1] == "eval/score"  # after where the run lives, as Tune always had it
+    # The values are those MLflow gets for the same names (one mapping, `records.round_metrics`).
+    logged = records.round_metrics(record)
+    assert all(result[key] == logged[key] for key in result if "/" in key)

@@ -15,9 +15,13 @@ class RecordingLogger:
     """Keeps what the coordinator logs: metrics per step and artifact names (`folder/file`)."""
 
     run_id = None
+    experiment_id = None
 
     def __init__(self):
         self.metrics, self.artifacts, self.dicts = {}, [], []
+
+    def logged_steps(self, key):
+        return None
 
     def log_params(self, params):
         pass
