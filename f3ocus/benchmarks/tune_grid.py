@@ -229,7 +229,10 @@ def _join_or_start_ray() -> bool:
     else:
         # "local": never attach to an unrelated `ray start` instance of this machine. Its workers inherit this
         # process's environment, so no runtime env (which would make each trial wait for the runtime-env agent).
-        ray.init(address="local", include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1")
+        # The trials are this command's own work (the driver only waits): they run at its priority, not at
+        # Ray's default worker niceness 15, which on a shared machine starves them behind every nice-0 process.
+        ray.init(address="local", include_dashboard=False, configure_logging=False, _node_ip_address="127.0.0.1",
+                 _system_config={"worker_niceness": os.nice(0)})
     return True
 
 
