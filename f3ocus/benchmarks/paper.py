@@ -4,13 +4,14 @@
                        [--jobs 2] [--engine local|ray] [--output-dir runs] [--set key=value ...]
 
 Order: build and schema-check every cell's config (exit 2 naming the cell and field, before anything runs) ->
-open (or, on a re-run, reopen) the parent MLflow run -> run each cell not already done through
-`run_experiment` (the same coordinator, worker, aggregation and tracking as `f3ocus run`; `--engine local`
-by default: one process per cell runner instead of ~30 s of Ray start-up per cell), each as an MLflow child
-run -> write `cells/<cell>.json` as each cell ends (a crash or Ctrl-C loses at most the running cells; the
-same command resumes) -> Tables A and B printed, written to `tables.md`/`tables.json` and logged on the parent.
-With `--jobs N > 1` cells run in N spawned processes; a SQLite store then sits behind a local MLflow server
-(SQLite has one writer), as in sweeps.
+open (or, on a re-run, reopen) the parent MLflow run -> run each cell not already done as one Ray Tune trial
+(`f3ocus.benchmarks.tune_grid`, `--jobs` trials at a time, each in a placement group sized from the cell's
+config; Ray joined at $RAY_ADDRESS, else started here) through `run_experiment` (the same coordinator, worker,
+aggregation and tracking as `f3ocus run`; `--engine local` by default: the whole federation inside the trial
+process instead of actors), each as an MLflow child run -> the driver writes `cells/<cell>.json` as each trial
+ends (a crash or Ctrl-C loses at most the running cells; the same command resumes) -> Tables A and B printed,
+written to `tables.md`/`tables.json` and logged on the parent. When cells run concurrently on a SQLite store, a
+local MLflow server sits in front of it (SQLite has one writer), as in sweeps.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import json
 import os
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
 from f3ocus.benchmarks import tables
 from f3ocus.benchmarks.grid import PROFILES, TASKS_DIR, Cell, build_cells
 from f3ocus.benchmarks.methods import METHODS, PEFT_METHODS, SELECTION_METHODS
+from f3ocus.benchmarks.tune_grid import run_grid
 from f3ocus.config.schema import ConfigError, ExperimentConfig
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -64,14 +64,17 @@ def run_paper_bench(*, profile: str = "full", tasks: tuple[str, ...] | None = No
                                  concurrent=jobs > 1 and len(pending) > 1)
         parent = _open_parent(uri, experiment, bench_dir, output_dir, profile, cells)
         failed: list[str] = []
-        for index, summary in enumerate(_run_cells(pending, uri, parent.run_id, jobs, bench_dir), start=1):
-            _write_json(bench_dir / "cells" / f"{summary['cell']}.json", summary)
+
+        def on_cell(summary: dict[str, Any], index: int, total: int) -> None:
             done[summary["cell"]] = summary
             status = (f"score {summary['score']:.3f}" if summary["status"] == "ok"
                       else f"FAILED: {summary['error'].splitlines()[-1][:200]}")
-            show(f"[{index}/{len(pending)}] {summary['cell']:<32s} {status}  ({summary['seconds']:.0f} s)")
+            show(f"[{index}/{total}] {summary['cell']:<32s} {status}  ({summary['seconds']:.0f} s)")
             if summary["status"] != "ok":
                 failed.append(summary["cell"])
+
+        run_grid(pending, tracking_uri=uri, parent_run_id=parent.run_id, jobs=jobs, bench_dir=bench_dir,
+                 bench="paper", on_cell=on_cell)
         results = [done[cell.id] for cell in cells]
         report = _tables(cells, results)
         _write_json(bench_dir / "tables.json", report)
@@ -161,39 +164,31 @@ def _open_parent(uri: str, experiment: str, bench_dir: Path, output_dir: Path, p
 
 
 # ------------------------------------------------------------------------------------------ running
-def _run_cells(cells: list[Cell], uri: str, parent_run_id: str, jobs: int, bench_dir: Path, bench: str = "paper"):
-    """Yield each cell's summary as it finishes (in-process for one job, spawned processes for more)."""
-    calls = [(cell, uri, parent_run_id, str(bench_dir / "logs"), bench) for cell in cells]
-    if jobs == 1 or len(cells) <= 1:
-        for call in calls:
-            yield run_cell(*call)
-        return
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        queue = list(calls)
-        running = {pool.submit(run_cell, *queue.pop(0)) for _ in range(min(jobs, len(queue)))}
-        while running:
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                if queue:
-                    running.add(pool.submit(run_cell, *queue.pop(0)))
-                yield future.result()
+def cell_head(cell: Cell) -> dict[str, Any]:
+    """The keys every cell summary starts with, whatever became of the cell."""
+    return {"cell": cell.id, "task": cell.task, "model": cell.model, "method": cell.method, "seed": cell.seed,
+            "config_hash": cell.config_hash}
 
 
-def run_cell(cell: Cell, uri: str, parent_run_id: str, log_dir: str, bench: str = "paper") -> dict[str, Any]:
-    """Run one cell as an MLflow child of the parent; return its summary (never raises: failures are data)."""
+def run_cell(cell: Cell, uri: str, parent_run_id: str, log_dir: str, bench: str = "paper", *,
+             placement: Any = None) -> dict[str, Any]:
+    """Run one cell as an MLflow child of the parent; return its summary (never raises: failures are data).
+
+    `placement`: a `ray_engine.ActorPlacement` for `federation.engine: ray` cells run inside a Tune trial.
+    """
     from f3ocus.experiment import run_experiment
 
     cell_id, method = cell.id, cell.method
-    summary: dict[str, Any] = {"cell": cell_id, "task": cell.task, "model": cell.model, "method": method,
-                               "seed": cell.seed, "config_hash": cell.config_hash}
+    summary: dict[str, Any] = cell_head(cell)
     config = dataclasses.replace(cell.config, tracking=dataclasses.replace(cell.config.tracking, tracking_uri=uri))
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(Path(log_dir) / f"{cell_id}.log", "w") as log:
         try:
-            result = run_experiment(config, show=lambda line: print(line, file=log, flush=True), run_tags={
-                PARENT_TAG: parent_run_id, "f3ocus.bench": bench, "f3ocus.bench.cell": cell_id,
-                "f3ocus.bench.task": cell.task, "f3ocus.bench.method": method, "f3ocus.bench.seed": f"s{cell.seed}"})
+            tags = {PARENT_TAG: parent_run_id, "f3ocus.bench": bench, "f3ocus.bench.cell": cell_id,
+                    "f3ocus.bench.task": cell.task, "f3ocus.bench.method": method, "f3ocus.bench.seed": f"s{cell.seed}"}
+            result = run_experiment(config, show=lambda line: print(line, file=log, flush=True), placement=placement,
+                                    run_tags=tags)
             summary.update(status="ok", **cell_figures(config, result))
             if method in METHODS and METHODS[method].group == "peft":
                 summary["gflop_per_client_round"] = round_gflops(config, result)

@@ -15,8 +15,9 @@ What is fixed here, before any result is seen (docs/STUDY.md says why):
 - `--choose`: the schedule candidates and the rule that picks one (full fine-tuning's last-5 validation
   accuracy, mean over the four settings; validation rows are carved from the training rows, test rows unseen).
 
-Each cell is an ordinary experiment run by the same grid runner as `f3ocus bench paper` (resumable: finished
-cells with the same config are skipped; MLflow parent run + one child run per cell).
+Each cell is an ordinary experiment run by the same grid runner as `f3ocus bench paper`: one Ray Tune trial
+per cell, `--jobs` at a time (`f3ocus.benchmarks.tune_grid`; resumable: finished cells with the same config are
+skipped; MLflow parent run + one child run per cell).
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
               show: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the study or its schedule choice; return {"cells", "failed", "report", "dir"}."""
     from f3ocus.benchmarks import paper
+    from f3ocus.benchmarks.tune_grid import run_grid
     from f3ocus.prepared import OFFLINE_ENV
     from f3ocus.tracking.mlflow_logger import resolve_tracking_uri
 
@@ -266,14 +268,17 @@ def run_study(*, choose: bool = False, seeds: int | None = None, methods: Sequen
         uri = paper._cell_tracking_uri(stack, store_uri, EXPERIMENT, output_dir, bench_dir,
                                        concurrent=jobs > 1 and len(pending) > 1)
         parent = paper._open_parent(uri, EXPERIMENT, bench_dir, output_dir, profile, cells, bench="study")
-        for index, summary in enumerate(paper._run_cells(pending, uri, parent.run_id, jobs, bench_dir, "study"), 1):
-            paper._write_json(bench_dir / "cells" / f"{summary['cell']}.json", summary)
+
+        def on_cell(summary: dict[str, Any], index: int, total: int) -> None:
             done[summary["cell"]] = summary
             status = (f"last-5 {cell_metric(summary):.1f}" if summary["status"] == "ok"
                       else f"FAILED: {summary['error'].splitlines()[-1][:200]}")
-            show(f"[{index}/{len(pending)}] {summary['cell']:<34s} {status}  ({summary['seconds']:.0f} s)")
+            show(f"[{index}/{total}] {summary['cell']:<34s} {status}  ({summary['seconds']:.0f} s)")
             if summary["status"] != "ok":
                 failed.append(summary["cell"])
+
+        run_grid(pending, tracking_uri=uri, parent_run_id=parent.run_id, jobs=jobs, bench_dir=bench_dir,
+                 bench="study", on_cell=on_cell)
         finished = {cell.id: done[cell.id] for cell in cells if done.get(cell.id, {}).get("status") == "ok"}
         report = choose_report(finished, settings) if choose else study_report(finished, settings)
         paper._write_json(bench_dir / "study.json", report)

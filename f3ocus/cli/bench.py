@@ -5,7 +5,8 @@
     f3ocus bench study [--choose] [--seeds K] [--methods a,b] [--tasks t1] [--models vilt12] [--jobs 2]
                        [--figures-dir docs/study]
 
-The grids themselves are `f3ocus.benchmarks.paper.run_paper_bench` and `f3ocus.benchmarks.study.run_study`;
+The grids themselves are `f3ocus.benchmarks.paper.run_paper_bench` and `f3ocus.benchmarks.study.run_study`,
+their cells Ray Tune trials (`f3ocus.benchmarks.tune_grid`; Ray joined at $RAY_ADDRESS, else started here);
 both exit 0 when every cell ran, 1 when some cell failed (the same command resumes), 2 for a bad flag or cell
 config.
 """
@@ -34,7 +35,7 @@ def add_parsers(commands: Any) -> None:
     paper.add_argument("--tasks", type=_names, help="comma-separated task keys, e.g. t1,t4 (configs/tasks/)")
     paper.add_argument("--methods", type=_names, help=f"comma-separated; known: {', '.join(METHODS)}")
     paper.add_argument("--models", type=_names, help="comma-separated model families, e.g. vilt,blip")
-    paper.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
+    paper.add_argument("--jobs", type=int, default=1, help="cells run at once, one Ray Tune trial each (default 1)")
     paper.add_argument("--engine", choices=("local", "ray"), default="local", help="federation.engine of every cell")
     paper.add_argument("--output-dir", default="runs", help="MLflow store and bench/ folder root (default runs)")
     paper.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<output-dir>/mlflow.db")
@@ -58,7 +59,7 @@ def _add_study_parser(kinds: Any) -> None:
                        + ", ".join(dict.fromkeys(s.task for s in SETTINGS)) + ")")
     study.add_argument("--models", type=_names, help="comma-separated models of the study to run (default: all, "
                        + ", ".join(dict.fromkeys(s.model for s in SETTINGS)) + ")")
-    study.add_argument("--jobs", type=int, default=1, help="cells run at once, one process each (default 1)")
+    study.add_argument("--jobs", type=int, default=1, help="cells run at once, one Ray Tune trial each (default 1)")
     study.add_argument("--output-dir", default="runs", help="MLflow store and bench/ folder root (default runs)")
     study.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<output-dir>/mlflow.db")
     study.add_argument("--figures-dir", type=Path, help="also write the PNG figures and study.md here")

@@ -38,7 +38,7 @@ def test_bench_runs_cells_as_nested_mlflow_runs_and_resumes(tmp_path, capsys):
     (tmp_path / "tasks" / "t3_small.yaml").write_text(TASK)
     (tmp_path / "tasks" / "t3_small_real.yaml").write_text(TASK)  # real variants are not offline cells
 
-    assert _bench(tmp_path, "--jobs", "2") == 0  # two spawned cell runners behind a local MLflow server
+    assert _bench(tmp_path, "--jobs", "2") == 0  # two Tune trials at a time, behind a local MLflow server
     bench_dir = tmp_path / "runs" / "bench" / "paper-quick"
     cells = {path.stem: json.loads(path.read_text()) for path in (bench_dir / "cells").glob("*.json")}
     assert set(cells) == {"t3.llava.last_k.s0", "t3.llava.full_ft.s0"}
