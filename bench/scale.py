@@ -139,6 +139,7 @@ class SyntheticPool:
 
     def __init__(self, family: str):
         from f3ocus.federated.messages import ModelInfo
+        from f3ocus.federated.pool import FaultLog
         from f3ocus.models.registry import build_vqa_model
 
         model = build_vqa_model(family, "scratch", answers=["yes", "no"], unit_mode="dual_adapter")
@@ -148,6 +149,10 @@ class SyntheticPool:
                               client_state_names=tuple(model.client_state_names()))
         self.initial_state = model.client_state()
         self.probe = sorted(self.initial_state)[0]  # the state tensor evaluation reports back
+        self.faults = FaultLog()  # WorkerPool protocol: nothing fails here
+
+    def node_ids(self):
+        return []
 
     def model_info(self):
         return self.info
@@ -219,7 +224,7 @@ def store_child(args: argparse.Namespace) -> None:
         "state_bytes_round": last["state_bytes"], "bytes_up_round": last["bytes_up"],
         "state_bytes_per_client": last["state_bytes_up_per_client"][clients[0]],
         "personal_read_back_ok": all(abs(v["personal"]["accuracy"] - expected) < 1e-5
-                                     for v in record["per_client"].values()),
+                                     for v in record.per_client.values()),
     }))
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
@@ -24,9 +24,12 @@ from f3ocus.config.schema import ConfigError, ExperimentConfig
 from f3ocus.config.validate import check_budgets, check_min_clients, validate
 from f3ocus.prepared import OFFLINE_ENV, Prepared
 
+if TYPE_CHECKING:
+    from f3ocus.federated.records import RoundRecord
+
 
 def run_experiment(cfg: ExperimentConfig, *, output_json: str | None = None, show: Callable[[str], None] = print,
-                   resume_dir: str | Path | None = None, on_round: Callable[[dict, dict], None] | None = None,
+                   resume_dir: str | Path | None = None, on_round: Callable[[RoundRecord, dict], None] | None = None,
                    placement: Any = None, run_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Validate, prepare, run every round, write `result.json` (and `output_json`); return the result.
 
