@@ -1,0 +1,203 @@
+"""Sweep overhead: the same N one-round cells as one Ray Tune sweep (`run_sweep`) and as a plain loop.
+
+Run:   .venv/bin/python bench/sweep_overhead.py [--trials N] [--concurrent C] [--engine local|ray]
+       (N = 8, C = 1, local: ~6-10 min on 2 cores, longer on a busy machine)
+Results are recorded in docs/BENCHMARKS.md, "## Sweep overhead".
+
+The cells: configs/sweeps/smoke_2x2x2.yaml's `set:` (tiny preset, 1 round, 30 samples per client, F3OCUS
+with NSGA-II, pop 10) over model.family [llava, vilt] x seeds 0..N/2-1 (N even), on `--engine` (local: the
+trial process runs the whole federation; ray: a client actor per trial, as before). Every pass runs in a
+fresh process and is timed from outside (interpreter start to exit), so each pays its own imports once:
+
+- `warm`:  builds the foundation checkpoints and data stores the cells share (not timed: both passes then
+           find them cached, as any sweep after the first does);
+- `plain`: one Python process calls `run_experiment` on the N configs one after another (MLflow on, SQLite,
+           as a single run logs);
+- `sweep`: one process calls `run_sweep` (Ray started locally, Tune, MLflow parent + child runs; with C > 1
+           and SQLite the sweep also starts its tracking server).
+
+Per-trial overhead = (sweep - plain) / N. With C = 1 both passes do the cells one at a time on one core
+each, so that difference is what Tune, Ray and the trial process add. Fixed costs it contains, measured
+alone in another fresh process: Ray start + shutdown (`ray.init(address="local")`), `mlflow server` start
+(only paid with C > 1), and the import of torch + transformers + f3ocus (paid once per new trial process).
+`in-run` is the sum of the cells' own run time (the MLflow run's start to end) in each pass: the sweep's
+extra time inside runs vs outside them. Each cell's final eval/acc is compared between the passes (same
+config and seed: the same figures).
+
+Niceness: Ray starts its workers (the trial processes) at nice 15; the plain pass runs at nice 15 too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "configs/sweeps/smoke_2x2x2.yaml"
+NICE = 15  # Ray's default worker niceness
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_AUTH_MODE": "disabled"}
+
+
+def sweep_file(path: Path, trials: int, concurrent: int, engine: str, output_dir: Path) -> Path:
+    """The benchmark's sweep: the smoke sweep's `set:`, a family x seed grid of `trials` cells."""
+    import yaml
+
+    smoke = yaml.safe_load(SMOKE.read_text())
+    path.write_text(yaml.safe_dump({
+        "name": "sweep_overhead", "base": str((SMOKE.parent / smoke["base"]).resolve()),
+        "set": {**smoke["set"], "federation.engine": engine, "selection.solver": "nsga2",
+                "tracking.output_dir": str(output_dir)},
+        "grid": {"model.family": ["llava", "vilt"], "seed": list(range(trials // 2))},
+        "max_concurrent_trials": concurrent, "scheduler": "none", "metric": "eval/acc", "mode": "max"}))
+    return path
+
+
+# ------------------------------------------------------------------------------------- passes (children)
+def warm(path: Path) -> None:
+    from f3ocus.sweeps import load_sweep
+    from f3ocus.sweeps.runner import _prebuild
+    from f3ocus.sweeps.spec import validate_trials
+
+    _prebuild(validate_trials(load_sweep(path)), show=lambda line: None)
+
+
+def plain(path: Path) -> None:
+    """The cells one after another in this process, logged as single runs (same tracking as the sweep's)."""
+    from f3ocus.experiment import run_experiment
+    from f3ocus.sweeps import load_sweep
+    from f3ocus.sweeps.spec import describe, trial_config, validate_trials
+
+    spec = load_sweep(path)
+    for values, _ in validate_trials(spec):
+        cfg = trial_config(spec, values, experiment="plain", run_name=f"plain-{describe(values)}")
+        run_experiment(cfg, show=lambda line: None, run_tags={"f3ocus.sweep.values": describe(values)})
+
+
+def sweep(path: Path) -> None:
+    from f3ocus.sweeps import load_sweep
+    from f3ocus.sweeps.runner import run_sweep
+
+    summary = run_sweep(load_sweep(path), show=lambda line: print(line, flush=True))
+    assert summary["num_errors"] == 0, summary
+
+
+def fixed() -> None:
+    """Fixed costs, each alone: imports (first, cold in this process), Ray start + shutdown, MLflow server."""
+    started = time.perf_counter()
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    import f3ocus.experiment  # noqa: F401
+    costs = {"imports_s": time.perf_counter() - started}
+    import ray
+
+    started = time.perf_counter()
+    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    costs["ray_init_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    ray.shutdown()
+    costs["ray_shutdown_s"] = time.perf_counter() - started
+    from f3ocus.sweeps import tracking
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        with tracking.MlflowServer(f"sqlite:///{tmp}/mlflow.db", Path(tmp) / "art", Path(tmp) / "server.log"):
+            costs["mlflow_server_start_s"] = time.perf_counter() - started
+    print(json.dumps(costs))
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def timed(command: list[str], *, nice: int = 0) -> tuple[float, str]:
+    """Wall seconds of `command` in a fresh process (at `nice` more niceness), and its stdout."""
+    started = time.perf_counter()
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **OFFLINE},
+                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    seconds = time.perf_counter() - started
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+    return seconds, run.stdout
+
+
+def runs_of(output_dir: Path, experiment: str) -> dict[str, dict]:
+    """{cell values: {seconds in its MLflow run, final eval/acc, pid tag}} of the experiment's cell runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{output_dir}/mlflow.db")
+    found = client.get_experiment_by_name(experiment)
+    cells = {}
+    for run in client.search_runs([found.experiment_id], max_results=1000):
+        values = run.data.tags.get("f3ocus.sweep.values")
+        if values is None or run.data.tags.get("f3ocus.sweep.role") == "parent":
+            continue
+        cells[values] = {"run_s": (run.info.end_time - run.info.start_time) / 1000,
+                         "acc": run.data.metrics.get("eval/acc"), "pid": run.data.tags.get("f3ocus.sweep.pid")}
+    return cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8, help="cells (even): llava/vilt x N/2 seeds")
+    parser.add_argument("--concurrent", type=int, default=1, help="the sweep's max_concurrent_trials")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--pass", dest="which", choices=("warm", "plain", "sweep", "fixed"), help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.which:
+        for key, value in OFFLINE.items():
+            os.environ.setdefault(key, value)
+        sys.path.insert(0, str(ROOT))
+        {"warm": lambda: warm(Path(args.file)), "plain": lambda: plain(Path(args.file)),
+         "sweep": lambda: sweep(Path(args.file)), "fixed": fixed}[args.which]()
+        return
+    if args.trials < 2 or args.trials % 2:
+        parser.error("--trials must be even and >= 2")
+    sys.path.insert(0, str(ROOT))
+    with tempfile.TemporaryDirectory(prefix="sweep_overhead-") as tmp:
+        tmp = Path(tmp)
+        files = {name: sweep_file(tmp / f"{name}.yaml", args.trials, args.concurrent, args.engine, tmp / name)
+                 for name in ("plain", "sweep")}
+        me = [sys.executable, str(Path(__file__).resolve())]
+        timed([*me, "--pass", "warm", "--file", str(files["plain"])])
+        fixed_costs = json.loads(timed([*me, "--pass", "fixed"])[1].strip().splitlines()[-1])
+        plain_s, _ = timed([*me, "--pass", "plain", "--file", str(files["plain"])], nice=NICE)
+        sweep_s, _ = timed([*me, "--pass", "sweep", "--file", str(files["sweep"])])
+        plain_cells, sweep_cells = runs_of(tmp / "plain", "plain"), runs_of(tmp / "sweep", "sweep_overhead")
+    report(args, plain_s, sweep_s, fixed_costs, plain_cells, sweep_cells)
+
+
+def report(args: argparse.Namespace, plain_s: float, sweep_s: float, fixed_costs: dict, plain_cells: dict,
+           sweep_cells: dict) -> None:
+    n = args.trials
+    in_plain, in_sweep = (sum(c["run_s"] for c in cells.values()) for cells in (plain_cells, sweep_cells))
+    same = [values for values in plain_cells if sweep_cells.get(values, {}).get("acc") == plain_cells[values]["acc"]]
+    figures = {"trials": n, "concurrent": args.concurrent, "engine": args.engine, "plain_s": plain_s,
+               "sweep_s": sweep_s, "overhead_per_trial_s": (sweep_s - plain_s) / n, "sweep_over_plain": sweep_s / plain_s,
+               "in_run_plain_s": in_plain, "in_run_sweep_s": in_sweep,
+               "trial_processes": len({c["pid"] for c in sweep_cells.values()}),
+               "same_acc": f"{len(same)}/{len(plain_cells)}", **fixed_costs,
+               "load_1min": os.getloadavg()[0]}
+    print(f"{n} one-round cells ({args.engine} engine), sweep with max_concurrent_trials={args.concurrent}:")
+    print(f"  plain loop, one process    {plain_s:7.1f} s   (in runs {in_plain:6.1f} s)")
+    print(f"  run_sweep (Ray + Tune)     {sweep_s:7.1f} s   (in runs {in_sweep:6.1f} s; "
+          f"{figures['trial_processes']} trial process(es))")
+    print(f"  overhead per trial         {figures['overhead_per_trial_s']:7.2f} s   "
+          f"(sweep / plain = {figures['sweep_over_plain']:.2f})")
+    print(f"  fixed costs, alone: imports {fixed_costs['imports_s']:.1f} s, ray.init {fixed_costs['ray_init_s']:.1f} s "
+          f"+ shutdown {fixed_costs['ray_shutdown_s']:.1f} s, mlflow server start "
+          f"{fixed_costs['mlflow_server_start_s']:.1f} s")
+    print(f"  same final eval/acc in both passes: {figures['same_acc']} cells; load average now "
+          f"{figures['load_1min']:.2f}")
+    print(json.dumps(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
