@@ -83,7 +83,7 @@ def sweep(path: Path) -> None:
     from f3ocus.sweeps import load_sweep
     from f3ocus.sweeps.runner import run_sweep
 
-    summary = run_sweep(load_sweep(path), show=lambda line: print(line, flush=True))
+    summary = run_sweep(load_sweep(path), show=lambda line: print(f"{time.time():.3f} {line}", flush=True))
     assert summary["num_errors"] == 0, summary
 
 
@@ -113,15 +113,30 @@ def fixed() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ driver
-def timed(command: list[str], *, nice: int = 0) -> tuple[float, str]:
-    """Wall seconds of `command` in a fresh process (at `nice` more niceness), and its stdout."""
-    started = time.perf_counter()
+def timed(command: list[str], *, nice: int = 0) -> tuple[float, str, float]:
+    """Wall seconds of `command` in a fresh process (at `nice` more niceness), its stdout, its start (Unix)."""
+    started_at, started = time.time(), time.perf_counter()
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **OFFLINE},
                          preexec_fn=(lambda: os.nice(nice)) if nice else None)
     seconds = time.perf_counter() - started
     if run.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-    return seconds, run.stdout
+    return seconds, run.stdout, started_at
+
+
+def sweep_phases(stdout: str, started_at: float, wall: float) -> dict[str, float]:
+    """Before Tune (start, imports, validation, data check, Ray and MLflow start), Tune's fit, after it
+    (summary, children's statuses, Ray shutdown, exit), from the sweep's stamped `show` lines."""
+    stamps = {}
+    for line in stdout.splitlines():
+        stamp, _, text = line.partition(" ")
+        if text.startswith("tune: starting"):
+            stamps["tune_start"] = float(stamp)
+        elif text.startswith("tune: ") and "ended after" in text:
+            stamps["tune_end"] = float(stamp)
+    before = stamps["tune_start"] - started_at
+    tune = stamps["tune_end"] - stamps["tune_start"]
+    return {"sweep_before_tune_s": before, "sweep_tune_s": tune, "sweep_after_tune_s": wall - before - tune}
 
 
 def runs_of(output_dir: Path, experiment: str) -> dict[str, dict]:
@@ -166,8 +181,9 @@ def main() -> None:
         me = [sys.executable, str(Path(__file__).resolve())]
         timed([*me, "--pass", "warm", "--file", str(files["plain"])])
         fixed_costs = json.loads(timed([*me, "--pass", "fixed"])[1].strip().splitlines()[-1])
-        plain_s, _ = timed([*me, "--pass", "plain", "--file", str(files["plain"])], nice=NICE)
-        sweep_s, _ = timed([*me, "--pass", "sweep", "--file", str(files["sweep"])])
+        plain_s = timed([*me, "--pass", "plain", "--file", str(files["plain"])], nice=NICE)[0]
+        sweep_s, stdout, started_at = timed([*me, "--pass", "sweep", "--file", str(files["sweep"])])
+        fixed_costs.update(sweep_phases(stdout, started_at, sweep_s))
         plain_cells, sweep_cells = runs_of(tmp / "plain", "plain"), runs_of(tmp / "sweep", "sweep_overhead")
     report(args, plain_s, sweep_s, fixed_costs, plain_cells, sweep_cells)
 
@@ -189,6 +205,9 @@ def report(args: argparse.Namespace, plain_s: float, sweep_s: float, fixed_costs
           f"{figures['trial_processes']} trial process(es))")
     print(f"  overhead per trial         {figures['overhead_per_trial_s']:7.2f} s   "
           f"(sweep / plain = {figures['sweep_over_plain']:.2f})")
+    print(f"  sweep phases: before Tune {fixed_costs['sweep_before_tune_s']:.1f} s, Tune "
+          f"{fixed_costs['sweep_tune_s']:.1f} s (outside runs {(fixed_costs['sweep_tune_s'] - in_sweep) / n:.2f} s "
+          f"per trial), after Tune {fixed_costs['sweep_after_tune_s']:.1f} s")
     print(f"  fixed costs, alone: imports {fixed_costs['imports_s']:.1f} s, ray.init {fixed_costs['ray_init_s']:.1f} s "
           f"+ shutdown {fixed_costs['ray_shutdown_s']:.1f} s, mlflow server start "
           f"{fixed_costs['mlflow_server_start_s']:.1f} s")

@@ -17,9 +17,9 @@ federation (`PID_TAG`), which shows whether trials shared a process.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from f3ocus.sweeps.placement import trial_layout
 from f3ocus.sweeps.spec import SweepSpec, describe, trial_config
 from f3ocus.tracking import names
 
-PID_TAG = "f3ocus.sweep.pid"  # the process that ran the trial's federation (its coordinator, Ray engine)
+PID_TAG = "f3ocus.sweep.pid"  # the trial function's process (on the local engine, the whole federation's)
 # Tune waits this long (default 2 s) for a stopped trial's thread to end before reusing its actor; a
 # local-engine trial closes its MLflow run on the way out, which can take longer on a loaded machine.
 THREAD_TIMEOUT_ENV, THREAD_TIMEOUT_S = "TUNE_FUNCTION_THREAD_TIMEOUT_S", "30"
