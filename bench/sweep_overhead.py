@@ -1,7 +1,7 @@
 """Sweep overhead: the same N one-round cells as one Ray Tune sweep (`run_sweep`) and as a plain loop.
 
-Run:   .venv/bin/python bench/sweep_overhead.py [--trials N] [--concurrent C] [--engine local|ray]
-       (N = 8, C = 1, local: ~6-10 min on 2 cores, longer on a busy machine)
+Run:   .venv/bin/python bench/sweep_overhead.py [--trials N [N2 ...]] [--concurrent C] [--engine local|ray]
+       [--logs DIR] [--json FILE]   (N = 8, C = 1, local: ~6 min on 2 busy cores; `--trials 2 8` ~10 min)
 Results are recorded in docs/BENCHMARKS.md, "## Sweep overhead".
 
 The cells: configs/sweeps/smoke_2x2x2.yaml's `set:` (tiny preset, 1 round, 30 samples per client, F3OCUS
@@ -16,7 +16,9 @@ fresh process and is timed from outside (interpreter start to exit), so each pay
 - `sweep`: one process calls `run_sweep` (Ray started locally, Tune, MLflow parent + child runs; with C > 1
            and SQLite the sweep also starts its tracking server).
 
-Per-trial overhead = (sweep - plain) / N. With C = 1 both passes do the cells one at a time on one core
+Both passes share one output dir (one data store, one MLflow SQLite file, experiments `plain` and
+`sweep_overhead`). Per-trial overhead = (sweep - plain) / N; with two sizes (`--trials 2 8`) the extra time
+is also split into a fixed part and a marginal cost per trial (a line through the two sizes). With C = 1 both passes do the cells one at a time on one core
 each, so that difference is what Tune, Ray and the trial process add. Fixed costs it contains, measured
 alone in another fresh process: Ray start + shutdown (`ray.init(address="local")`), `mlflow server` start
 (only paid with C > 1), and the import of torch + transformers + f3ocus (paid once per new trial process).
@@ -157,10 +159,12 @@ def runs_of(output_dir: Path, experiment: str) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8, help="cells (even): llava/vilt x N/2 seeds")
+    parser.add_argument("--trials", type=int, nargs="+", default=[8],
+                        help="cells (even): llava/vilt x N/2 seeds; two sizes also give the fixed and marginal cost")
     parser.add_argument("--concurrent", type=int, default=1, help="the sweep's max_concurrent_trials")
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--logs", help="keep each pass's output in this directory")
     parser.add_argument("--pass", dest="which", choices=("warm", "plain", "sweep", "fixed"), help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -171,51 +175,64 @@ def main() -> None:
         {"warm": lambda: warm(Path(args.file)), "plain": lambda: plain(Path(args.file)),
          "sweep": lambda: sweep(Path(args.file)), "fixed": fixed}[args.which]()
         return
-    if args.trials < 2 or args.trials % 2:
+    if any(n < 2 or n % 2 for n in args.trials):
         parser.error("--trials must be even and >= 2")
     sys.path.insert(0, str(ROOT))
-    with tempfile.TemporaryDirectory(prefix="sweep_overhead-") as tmp:
-        tmp = Path(tmp)
-        files = {name: sweep_file(tmp / f"{name}.yaml", args.trials, args.concurrent, args.engine, tmp / name)
-                 for name in ("plain", "sweep")}
-        me = [sys.executable, str(Path(__file__).resolve())]
-        timed([*me, "--pass", "warm", "--file", str(files["plain"])])
-        fixed_costs = json.loads(timed([*me, "--pass", "fixed"])[1].strip().splitlines()[-1])
-        plain_s = timed([*me, "--pass", "plain", "--file", str(files["plain"])], nice=NICE)[0]
-        sweep_s, stdout, started_at = timed([*me, "--pass", "sweep", "--file", str(files["sweep"])])
-        fixed_costs.update(sweep_phases(stdout, started_at, sweep_s))
-        plain_cells, sweep_cells = runs_of(tmp / "plain", "plain"), runs_of(tmp / "sweep", "sweep_overhead")
-    report(args, plain_s, sweep_s, fixed_costs, plain_cells, sweep_cells)
-
-
-def report(args: argparse.Namespace, plain_s: float, sweep_s: float, fixed_costs: dict, plain_cells: dict,
-           sweep_cells: dict) -> None:
-    n = args.trials
-    in_plain, in_sweep = (sum(c["run_s"] for c in cells.values()) for cells in (plain_cells, sweep_cells))
-    same = [values for values in plain_cells if sweep_cells.get(values, {}).get("acc") == plain_cells[values]["acc"]]
-    figures = {"trials": n, "concurrent": args.concurrent, "engine": args.engine, "plain_s": plain_s,
-               "sweep_s": sweep_s, "overhead_per_trial_s": (sweep_s - plain_s) / n, "sweep_over_plain": sweep_s / plain_s,
-               "in_run_plain_s": in_plain, "in_run_sweep_s": in_sweep,
-               "trial_processes": len({c["pid"] for c in sweep_cells.values()}),
-               "same_acc": f"{len(same)}/{len(plain_cells)}", **fixed_costs,
-               "load_1min": os.getloadavg()[0]}
-    print(f"{n} one-round cells ({args.engine} engine), sweep with max_concurrent_trials={args.concurrent}:")
-    print(f"  plain loop, one process    {plain_s:7.1f} s   (in runs {in_plain:6.1f} s)")
-    print(f"  run_sweep (Ray + Tune)     {sweep_s:7.1f} s   (in runs {in_sweep:6.1f} s; "
-          f"{figures['trial_processes']} trial process(es))")
-    print(f"  overhead per trial         {figures['overhead_per_trial_s']:7.2f} s   "
-          f"(sweep / plain = {figures['sweep_over_plain']:.2f})")
-    print(f"  sweep phases: before Tune {fixed_costs['sweep_before_tune_s']:.1f} s, Tune "
-          f"{fixed_costs['sweep_tune_s']:.1f} s (outside runs {(fixed_costs['sweep_tune_s'] - in_sweep) / n:.2f} s "
-          f"per trial), after Tune {fixed_costs['sweep_after_tune_s']:.1f} s")
-    print(f"  fixed costs, alone: imports {fixed_costs['imports_s']:.1f} s, ray.init {fixed_costs['ray_init_s']:.1f} s "
-          f"+ shutdown {fixed_costs['ray_shutdown_s']:.1f} s, mlflow server start "
-          f"{fixed_costs['mlflow_server_start_s']:.1f} s")
-    print(f"  same final eval/acc in both passes: {figures['same_acc']} cells; load average now "
-          f"{figures['load_1min']:.2f}")
+    me = [sys.executable, str(Path(__file__).resolve())]
+    fixed_costs = json.loads(timed([*me, "--pass", "fixed"])[1].strip().splitlines()[-1])
+    sizes = [measure(me, n, args) for n in args.trials]
+    figures = {"fixed_alone": fixed_costs, "sizes": sizes, "load_1min_end": os.getloadavg()[0]}
+    report(args, fixed_costs, sizes)
+    if len(sizes) >= 2:  # extra = fixed + marginal x N, through the smallest and the largest size
+        small, large = min(sizes, key=lambda f: f["trials"]), max(sizes, key=lambda f: f["trials"])
+        marginal = (large["extra_s"] - small["extra_s"]) / (large["trials"] - small["trials"])
+        figures |= {"marginal_per_trial_s": marginal, "fixed_s": small["extra_s"] - marginal * small["trials"]}
+        print(f"sweep - plain = {figures['fixed_s']:.1f} s fixed + {marginal:.2f} s per trial "
+              f"(from N = {small['trials']} and {large['trials']})")
     print(json.dumps(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+def measure(me: list[str], n: int, args: argparse.Namespace) -> dict:
+    """Both passes over `n` cells (shared output dir: one data store, one MLflow DB, two experiments)."""
+    with tempfile.TemporaryDirectory(prefix="sweep_overhead-") as tmp:
+        tmp = Path(tmp)
+        path = sweep_file(tmp / "cells.yaml", n, args.concurrent, args.engine, tmp / "out")
+        timed([*me, "--pass", "warm", "--file", str(path)])
+        plain_s, plain_out, _ = timed([*me, "--pass", "plain", "--file", str(path)], nice=NICE)
+        sweep_s, sweep_out, started_at = timed([*me, "--pass", "sweep", "--file", str(path)])
+        if args.logs:
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            (Path(args.logs) / f"plain-{n}.log").write_text(plain_out)
+            (Path(args.logs) / f"sweep-{n}.log").write_text(sweep_out)
+        plain_cells, sweep_cells = runs_of(tmp / "out", "plain"), runs_of(tmp / "out", "sweep_overhead")
+    in_plain, in_sweep = (sum(c["run_s"] for c in cells.values()) for cells in (plain_cells, sweep_cells))
+    same = [key for key in plain_cells if sweep_cells.get(key, {}).get("acc") == plain_cells[key]["acc"]]
+    return {"trials": n, "concurrent": args.concurrent, "engine": args.engine, "plain_s": plain_s,
+            "sweep_s": sweep_s, "extra_s": sweep_s - plain_s, "overhead_per_trial_s": (sweep_s - plain_s) / n,
+            "sweep_over_plain": sweep_s / plain_s, "in_run_plain_s": in_plain, "in_run_sweep_s": in_sweep,
+            "trial_processes": len({c["pid"] for c in sweep_cells.values()}),
+            "same_acc": f"{len(same)}/{len(plain_cells)}", **sweep_phases(sweep_out, started_at, sweep_s),
+            "load_1min": os.getloadavg()[0]}
+
+
+def report(args: argparse.Namespace, fixed_costs: dict, sizes: list[dict]) -> None:
+    print(f"fixed costs, each alone in a fresh process: imports (torch, transformers, f3ocus) "
+          f"{fixed_costs['imports_s']:.1f} s, ray.init {fixed_costs['ray_init_s']:.1f} s + shutdown "
+          f"{fixed_costs['ray_shutdown_s']:.1f} s, mlflow server start {fixed_costs['mlflow_server_start_s']:.1f} s")
+    for f in sizes:
+        n = f["trials"]
+        print(f"{n} one-round cells ({f['engine']} engine), sweep with max_concurrent_trials={f['concurrent']}:")
+        print(f"  plain loop, one process    {f['plain_s']:7.1f} s   (in runs {f['in_run_plain_s']:6.1f} s)")
+        print(f"  run_sweep (Ray + Tune)     {f['sweep_s']:7.1f} s   (in runs {f['in_run_sweep_s']:6.1f} s; "
+              f"{f['trial_processes']} trial process(es))")
+        print(f"  overhead per trial         {f['overhead_per_trial_s']:7.2f} s   (sweep / plain = "
+              f"{f['sweep_over_plain']:.2f})")
+        print(f"  sweep phases: before Tune {f['sweep_before_tune_s']:.1f} s, Tune {f['sweep_tune_s']:.1f} s "
+              f"(outside runs {(f['sweep_tune_s'] - f['in_run_sweep_s']) / n:.2f} s per trial), after Tune "
+              f"{f['sweep_after_tune_s']:.1f} s")
+        print(f"  same final eval/acc in both passes: {f['same_acc']} cells; load average {f['load_1min']:.2f}")
 
 
 if __name__ == "__main__":
