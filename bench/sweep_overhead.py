@@ -17,14 +17,16 @@ fresh process and is timed from outside (interpreter start to exit), so each pay
            and SQLite the sweep also starts its tracking server).
 
 Both passes share one output dir (one data store, one MLflow SQLite file, experiments `plain` and
-`sweep_overhead`). Per-trial overhead = (sweep - plain) / N; with two sizes (`--trials 2 8`) the extra time
-is also split into a fixed part and a marginal cost per trial (a line through the two sizes). With C = 1 both passes do the cells one at a time on one core
-each, so that difference is what Tune, Ray and the trial process add. Fixed costs it contains, measured
-alone in another fresh process: Ray start + shutdown (`ray.init(address="local")`), `mlflow server` start
-(only paid with C > 1), and the import of torch + transformers + f3ocus (paid once per new trial process).
-`in-run` is the sum of the cells' own run time (the MLflow run's start to end) in each pass: the sweep's
-extra time inside runs vs outside them. Each cell's final eval/acc is compared between the passes (same
-config and seed: the same figures).
+`sweep_overhead`). Per-trial overhead = (sweep - plain) / N. With C = 1 both passes do the cells one at a
+time on one core each, so that difference is what Tune, Ray and the trial process add. Within one run, the
+median gap between one cell's MLflow run and the next is each further cell's cost outside its run; the
+sweep's gap minus the plain loop's is the marginal overhead per trial, and the rest of (sweep - plain) is
+fixed per sweep. Several sizes (`--trials 2 8`) run one after another: compare them only at a similar load.
+Fixed costs the sweep contains, measured alone in another fresh process: Ray start + shutdown
+(`ray.init(address="local")`), `mlflow server` start (only paid with C > 1), and the import of torch +
+transformers + f3ocus (paid once per new trial process). `in runs` is the sum of the cells' own run time
+(the MLflow run's start to end) in each pass. Each cell's final eval/acc is compared between the passes
+(same config and seed: the same figures).
 
 Niceness: Ray starts its workers (the trial processes) at nice 15; the plain pass runs at nice 15 too.
 """
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,14 +156,22 @@ def runs_of(output_dir: Path, experiment: str) -> dict[str, dict]:
         if values is None or run.data.tags.get("f3ocus.sweep.role") == "parent":
             continue
         cells[values] = {"run_s": (run.info.end_time - run.info.start_time) / 1000,
+                         "start": run.info.start_time / 1000, "end": run.info.end_time / 1000,
                          "acc": run.data.metrics.get("eval/acc"), "pid": run.data.tags.get("f3ocus.sweep.pid")}
     return cells
+
+
+def median_gap(cells: dict[str, dict]) -> float:
+    """Median seconds from one cell's run end to the next one's start (cells one at a time): what each
+    further cell costs outside its run (its config, data and model set-up; in a sweep also Tune's turn)."""
+    runs = sorted(cells.values(), key=lambda c: c["start"])
+    return statistics.median(b["start"] - a["end"] for a, b in zip(runs, runs[1:])) if len(runs) > 1 else 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[8],
-                        help="cells (even): llava/vilt x N/2 seeds; two sizes also give the fixed and marginal cost")
+                        help="cells (even): llava/vilt x N/2 seeds; several sizes run one after another")
     parser.add_argument("--concurrent", type=int, default=1, help="the sweep's max_concurrent_trials")
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument("--json", help="also write the figures here")
@@ -183,12 +194,6 @@ def main() -> None:
     sizes = [measure(me, n, args) for n in args.trials]
     figures = {"fixed_alone": fixed_costs, "sizes": sizes, "load_1min_end": os.getloadavg()[0]}
     report(args, fixed_costs, sizes)
-    if len(sizes) >= 2:  # extra = fixed + marginal x N, through the smallest and the largest size
-        small, large = min(sizes, key=lambda f: f["trials"]), max(sizes, key=lambda f: f["trials"])
-        marginal = (large["extra_s"] - small["extra_s"]) / (large["trials"] - small["trials"])
-        figures |= {"marginal_per_trial_s": marginal, "fixed_s": small["extra_s"] - marginal * small["trials"]}
-        print(f"sweep - plain = {figures['fixed_s']:.1f} s fixed + {marginal:.2f} s per trial "
-              f"(from N = {small['trials']} and {large['trials']})")
     print(json.dumps(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
@@ -214,6 +219,7 @@ def measure(me: list[str], n: int, args: argparse.Namespace) -> dict:
             "sweep_over_plain": sweep_s / plain_s, "in_run_plain_s": in_plain, "in_run_sweep_s": in_sweep,
             "trial_processes": len({c["pid"] for c in sweep_cells.values()}),
             "same_acc": f"{len(same)}/{len(plain_cells)}", **sweep_phases(sweep_out, started_at, sweep_s),
+            "gap_plain_s": median_gap(plain_cells), "gap_sweep_s": median_gap(sweep_cells),
             "load_1min": os.getloadavg()[0]}
 
 
@@ -232,6 +238,10 @@ def report(args: argparse.Namespace, fixed_costs: dict, sizes: list[dict]) -> No
         print(f"  sweep phases: before Tune {f['sweep_before_tune_s']:.1f} s, Tune {f['sweep_tune_s']:.1f} s "
               f"(outside runs {(f['sweep_tune_s'] - f['in_run_sweep_s']) / n:.2f} s per trial), after Tune "
               f"{f['sweep_after_tune_s']:.1f} s")
+        if f["concurrent"] == 1:
+            marginal = f["gap_sweep_s"] - f["gap_plain_s"]
+            print(f"  between two cells (median): plain {f['gap_plain_s']:.2f} s, sweep {f['gap_sweep_s']:.2f} s -> "
+                  f"{marginal:.2f} s per further trial, {f['extra_s'] - marginal * n:.1f} s fixed per sweep")
         print(f"  same final eval/acc in both passes: {f['same_acc']} cells; load average {f['load_1min']:.2f}")
 
 
