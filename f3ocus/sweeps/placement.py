@@ -4,9 +4,9 @@ A trial on the local engine (`federation.engine: local`) starts no actors: the t
 coordinator and the one worker (`LocalPool`, torch threads = `worker_resources.num_cpus`), so its group is a
 single bundle, `trial_resources.driver` + `federation.worker_resources` (`num_actors` is not used there).
 
-On the Ray engine, Tune reserves the whole group before a trial starts, so a trial never oversubscribes the cluster and a
-full cluster just queues trials. Bundle 0 is the trial function (`trial_resources.driver`, empty by
-default: it only prepares data and reports). Then the coordinator (`federation.coordinator_resources`)
+Tune reserves the whole group before a trial starts, so a trial never oversubscribes the cluster and a
+full cluster just queues trials. On the Ray engine, bundle 0 is the trial function (`trial_resources.driver`,
+empty by default: it only prepares data and reports). Then the coordinator (`federation.coordinator_resources`)
 and one bundle per client actor (`federation.worker_resources`, `federation.num_actors` times).
 
 Ray rejects bundles that reserve nothing, and Tune drops an empty head bundle from the group it creates,
@@ -76,7 +76,8 @@ def trial_layout(cfg: ExperimentConfig, driver: ResourcesConfig, strategy: str =
 
 def _in_process_layout(head: dict[str, float], worker: dict[str, float], strategy: str) -> TrialLayout:
     """One bundle: the trial function plus the worker it runs in its own process (the local engine)."""
-    merged = {resource: head.get(resource, 0.0) + worker.get(resource, 0.0) for resource in sorted({*head, *worker})}
+    merged = {resource: head.get(resource, 0.0) + worker.get(resource, 0.0)
+              for resource in sorted({*head, *worker})}
     if not merged:
         raise ConfigError("federation.worker_resources", "a local-engine sweep trial runs its worker in the trial "
                                                          "process and reserves it: num_cpus or num_gpus must be > 0")
