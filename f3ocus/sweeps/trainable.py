@@ -18,6 +18,7 @@ federation (`PID_TAG`), which shows whether trials shared a process.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     if layout.in_process:  # the whole federation runs here: no actors to place
         placement, on_round = None, functools.partial(_report_in_process, context.tracking_uri)
         os.environ.setdefault(THREAD_TIMEOUT_ENV, THREAD_TIMEOUT_S)  # read by Tune in this process at reuse
+        # A reused process: the previous trial's coordinator and model may linger in reference cycles until
+        # the collector runs; free them before this trial loads its own (memory, GPU memory above all).
+        gc.collect()
     else:
         group = ray.util.get_current_placement_group()
         placement = None if group is None else ActorPlacement(group, layout.coordinator_bundle,
