@@ -1,7 +1,7 @@
 """Sweep overhead: the same N one-round cells as one Ray Tune sweep (`run_sweep`) and as a plain loop.
 
 Run:   .venv/bin/python bench/sweep_overhead.py [--trials N [N2 ...]] [--concurrent C] [--engine local|ray]
-       [--logs DIR] [--json FILE]   (N = 8, C = 1, local: ~6 min on 2 busy cores; `--trials 2 8` ~10 min)
+       [--logs DIR] [--json FILE]   (N = 8, C = 1, local: ~1.5 min on 2 quiet cores, 4-6 min on busy ones)
 Results are recorded in docs/BENCHMARKS.md, "## Sweep overhead".
 
 The cells: configs/sweeps/smoke_2x2x2.yaml's `set:` (tiny preset, 1 round, 30 samples per client, F3OCUS
