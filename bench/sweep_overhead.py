@@ -6,7 +6,8 @@ Results are recorded in docs/BENCHMARKS.md, "## Sweep overhead".
 
 The cells: configs/sweeps/smoke_2x2x2.yaml's `set:` (tiny preset, 1 round, 30 samples per client, F3OCUS
 with NSGA-II, pop 10) over model.family [llava, vilt] x seeds 0..N/2-1 (N even), on `--engine` (local: the
-trial process runs the whole federation; ray: a client actor per trial, as before). Every pass runs in a
+trial process runs the whole federation; ray: a coordinator and a client actor per trial, as before, and
+the plain loop then starts Ray for every cell too, so it is no longer plain). Every pass runs in a
 fresh process and is timed from outside (interpreter start to exit), so each pays its own imports once:
 
 - `warm`:  builds the foundation checkpoints and data stores the cells share (not timed: both passes then
