@@ -1,8 +1,12 @@
 """A trial's placement group: one bundle for the trial function, the coordinator and each client actor.
 
+A trial on the local engine (`federation.engine: local`) starts no actors: the trial process itself is the
+coordinator and the one worker (`LocalPool`, torch threads = `worker_resources.num_cpus`), so its group is a
+single bundle, `trial_resources.driver` + `federation.worker_resources` (`num_actors` is not used there).
+
 Tune reserves the whole group before a trial starts, so a trial never oversubscribes the cluster and a
-full cluster just queues trials. Bundle 0 is the trial function (`trial_resources.driver`, empty by
-default: it only prepares data and reports). Then the coordinator (`federation.coordinator_resources`)
+full cluster just queues trials. On the Ray engine, bundle 0 is the trial function (`trial_resources.driver`,
+empty by default: it only prepares data and reports). Then the coordinator (`federation.coordinator_resources`)
 and one bundle per client actor (`federation.worker_resources`, `federation.num_actors` times).
 
 Ray rejects bundles that reserve nothing, and Tune drops an empty head bundle from the group it creates,
@@ -21,12 +25,16 @@ from f3ocus.config.schema import ConfigError, ExperimentConfig, ResourcesConfig
 
 @dataclass(frozen=True)
 class TrialLayout:
-    """`bundles` for `tune.PlacementGroupFactory` (head first); bundle indices in the created group."""
+    """`bundles` for `tune.PlacementGroupFactory` (head first); bundle indices in the created group.
+
+    `in_process`: the local engine, no actors (no coordinator or client bundles: both indices are unused).
+    """
 
     bundles: tuple[dict[str, float], ...]
     strategy: str
     coordinator_bundle: int
     client_bundles: tuple[int, ...]
+    in_process: bool = False
 
     @property
     def reserved(self) -> dict[str, float]:
@@ -48,10 +56,12 @@ def trial_layout(cfg: ExperimentConfig, driver: ResourcesConfig, strategy: str =
     """The placement group of one trial of experiment `cfg`.
 
     Raises:
-        ConfigError: client actors that reserve nothing (a trial could not hold their place).
+        ConfigError: client actors (or the local engine's in-process worker) that reserve nothing.
     """
     fed = cfg.federation
     head, coordinator, client = bundle(driver), bundle(fed.coordinator_resources), bundle(fed.worker_resources)
+    if fed.engine == "local":
+        return _in_process_layout(head, client, strategy)
     if not client:
         raise ConfigError("federation.worker_resources",
                           "a sweep trial reserves one bundle per client actor: num_cpus or num_gpus must be > 0")
@@ -62,6 +72,17 @@ def trial_layout(cfg: ExperimentConfig, driver: ResourcesConfig, strategy: str =
         bundles=tuple(bundles), strategy=strategy,
         coordinator_bundle=(1 - shift) if coordinator else 0,
         client_bundles=tuple(range(first_client, first_client + fed.num_actors)))
+
+
+def _in_process_layout(head: dict[str, float], worker: dict[str, float], strategy: str) -> TrialLayout:
+    """One bundle: the trial function plus the worker it runs in its own process (the local engine)."""
+    merged = {resource: head.get(resource, 0.0) + worker.get(resource, 0.0)
+              for resource in sorted({*head, *worker})}
+    if not merged:
+        raise ConfigError("federation.worker_resources", "a local-engine sweep trial runs its worker in the trial "
+                                                         "process and reserves it: num_cpus or num_gpus must be > 0")
+    return TrialLayout(bundles=(merged,), strategy=strategy, coordinator_bundle=0, client_bundles=(),
+                       in_process=True)
 
 
 def check_fits(layouts: Iterable[tuple[str, TrialLayout]], nodes: Sequence[Mapping[str, float]]) -> None:

@@ -62,7 +62,7 @@ def run_sweep(spec: SweepSpec, *, show: Callable[[str], None] = print) -> dict[s
                     for values, cfg in checked], _node_resources())
         parent = _open_parent(spec, uri, output_dir, sweep_dir) if uri else None
         try:
-            grid = _fit(spec, uri, output_dir, parent, max(cfg.federation.rounds for _, cfg in checked), show)
+            grid = _fit(spec, uri, output_dir, parent, [cfg for _, cfg in checked], show)
         except BaseException:
             if parent is not None:
                 parent.close("FAILED")
@@ -171,14 +171,16 @@ def _resolved(spec: SweepSpec) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------- Tune
-def _fit(spec: SweepSpec, uri: str | None, output_dir: Path, parent: Any, max_rounds: int,
+def _fit(spec: SweepSpec, uri: str | None, output_dir: Path, parent: Any, trials: list[Any],
          show: Callable[[str], None]):
+    """Run Tune over the sweep; `trials` are the validated trial configs (rounds, engines)."""
     from ray import tune
 
     from f3ocus.sweeps.space import param_space, scheduler, search_algorithm
     from f3ocus.sweeps.trainable import TrialContext, run_trial
 
     context = TrialContext(spec, uri, str(output_dir), parent.run_id if parent is not None else None, os.getcwd())
+    reuse = spec.reuses_actors(trials)
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
                                     resources=_Resources(spec))
     storage = Path(spec.options.storage_path or output_dir / "tune").expanduser()
@@ -186,13 +188,15 @@ def _fit(spec: SweepSpec, uri: str | None, output_dir: Path, parent: Any, max_ro
         trainable, param_space=param_space(spec),
         tune_config=tune.TuneConfig(metric=spec.options.metric, mode=spec.options.mode,
                                     num_samples=spec.options.num_samples, search_alg=search_algorithm(spec),
-                                    scheduler=scheduler(spec, max_rounds),
-                                    reuse_actors=spec.options.reuse_actors),
+                                    scheduler=scheduler(spec, max(cfg.federation.rounds for cfg in trials)),
+                                    reuse_actors=reuse),
         run_config=tune.RunConfig(name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=str(storage.resolve()) if "://" not in str(storage) else str(storage),
                                   failure_config=tune.FailureConfig(max_failures=spec.options.max_failures),
                                   verbose=1))
-    show(f"tune: starting; results under {storage}")
+    engines = sorted({cfg.federation.engine for cfg in trials})
+    show(f"tune: starting; {'/'.join(engines)} engine trials, trial actors {'reused' if reuse else 'not reused'}; "
+         f"results under {storage}")
     started = time.perf_counter()
     grid = tuner.fit()
     show(f"tune: {len(grid)} trial(s) ended after {time.perf_counter() - started:.0f} s")

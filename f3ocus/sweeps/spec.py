@@ -76,7 +76,13 @@ class TrialResourcesSpec:
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """The scalar part of a sweep file (how Tune runs the trials), checked by `f3ocus.config.load.bind`."""
+    """The scalar part of a sweep file (how Tune runs the trials), checked by `f3ocus.config.load.bind`.
+
+    `reuse_actors`: a finished trial's Tune actor (its process, imports and placement group) serves the
+    next trial with the same resources. null (default) = on when every trial runs the local engine (the
+    trial process is the whole federation, so reuse saves its process start and torch/transformers
+    imports), off otherwise (Ray-engine trials start their own actors anyway); `SweepSpec.reuses_actors`.
+    """
 
     num_samples: int = 1
     max_concurrent_trials: int = 1
@@ -88,7 +94,7 @@ class SweepOptions:
     storage_path: str | None = None
     search_seed: int | None = 0
     max_failures: int = 0
-    reuse_actors: bool = False
+    reuse_actors: bool | None = None
 
     def __post_init__(self) -> None:
         _require(self.num_samples >= 1, "num_samples", f"must be >= 1, got {self.num_samples}")
@@ -131,6 +137,12 @@ class SweepSpec:
     def experiment(self) -> str:
         """The MLflow experiment of the parent run and of every trial's run."""
         return self.options.experiment or self.name
+
+    def reuses_actors(self, trials: Sequence[ExperimentConfig]) -> bool:
+        """`options.reuse_actors`, or when null: whether every trial in `trials` runs the local engine."""
+        if self.options.reuse_actors is not None:
+            return self.options.reuse_actors
+        return all(cfg.federation.engine == "local" for cfg in trials)
 
     @property
     def num_trials(self) -> int:
@@ -226,17 +238,13 @@ def validate_trials(spec: SweepSpec) -> list[tuple[dict[str, Any], ExperimentCon
     """
     from f3ocus.config.validate import validate
 
-    base = base_config(spec)
-    if base.federation.engine != "ray":
-        raise ConfigError("set.federation.engine", "sweep trials run on Ray actors; 'local' is not supported")
+    base_config(spec)  # the base file's and `set:`'s own errors first, named there
     kinds = {space.key: space.kind for space in spec.spaces}
     checked = []
     for overrides in validation_points(spec):
         try:
             cfg = trial_config(spec, overrides)
             validate(cfg)
-            if cfg.federation.engine != "ray":
-                raise ConfigError("federation.engine", "sweep trials run on Ray actors; 'local' is not supported")
         except ConfigError as error:
             kind = next((kinds[key] for key in kinds if error.field == key or error.field.startswith(key + ".")
                          or error.field.startswith(key + "[")), None)

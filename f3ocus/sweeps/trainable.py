@@ -6,10 +6,19 @@ bundles of the trial's own placement group (`ray.util.get_current_placement_grou
 round to Tune (`tune.report`), so a scheduler such as ASHA can stop it after any round. A stop surfaces
 as `SystemExit` inside `tune.report`; the engine then aborts the run (MLflow run KILLED, client actors and
 coordinator killed) and the trial ends. Its MLflow run is a child of the sweep's parent run.
+
+A trial on the local engine (`federation.engine: local`) is cheap: the coordinator and its one worker run
+in the trial's own process, which (with `reuse_actors`) serves trial after trial, so torch and
+transformers are imported once per Tune actor, not once per trial and actor. The local engine lets the
+stop's `SystemExit` pass without closing its MLflow run, so the trial closes it itself (`_report_in_process`:
+KILLED) before the exception ends the trial. Every trial's run carries the pid of the process that ran its
+federation (`PID_TAG`), which shows whether trials shared a process.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +31,11 @@ from f3ocus.tracking import names
 
 if TYPE_CHECKING:  # the sweep driver imports this module: it stays free of torch (records imports it)
     from f3ocus.federated.records import RoundRecord
+
+PID_TAG = "f3ocus.sweep.pid"  # the trial function's process (on the local engine, the whole federation's)
+# Tune waits this long (default 2 s) for a stopped trial's thread to end before reusing its actor; a
+# local-engine trial closes its MLflow run on the way out, which can take longer on a loaded machine.
+THREAD_TIMEOUT_ENV, THREAD_TIMEOUT_S = "TUNE_FUNCTION_THREAD_TIMEOUT_S", "30"
 
 
 @dataclass(frozen=True)
@@ -50,14 +64,23 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     cfg = trial_config(context.spec, values, **_tracking(context, trial_id))
     resources = context.spec.options.trial_resources
     layout = trial_layout(cfg, resources.driver, resources.strategy)
-    group = ray.util.get_current_placement_group()
-    placement = None if group is None else ActorPlacement(group, layout.coordinator_bundle, layout.client_bundles)
+    if layout.in_process:  # the whole federation runs here: no actors to place
+        placement, on_round = None, functools.partial(_report_in_process, context.tracking_uri)
+        os.environ.setdefault(THREAD_TIMEOUT_ENV, THREAD_TIMEOUT_S)  # read by Tune in this process at reuse
+        # A reused process: the previous trial's coordinator and model may linger in reference cycles until
+        # the collector runs; free them before this trial loads its own (memory, GPU memory above all).
+        gc.collect()
+    else:
+        group = ray.util.get_current_placement_group()
+        placement = None if group is None else ActorPlacement(group, layout.coordinator_bundle,
+                                                              layout.client_bundles)
+        on_round = _report
     tags = {tracking.SWEEP_TAG: context.spec.name, tracking.ROLE_TAG: "trial", tracking.TRIAL_TAG: trial_id,
-            tracking.VALUES_TAG: describe(values)}
+            tracking.VALUES_TAG: describe(values), PID_TAG: str(os.getpid())}
     if context.parent_run_id:
         tags[tracking.PARENT_TAG] = context.parent_run_id
     prefix = f"[{trial_id}] "
-    run_experiment(cfg, show=lambda line: print(prefix + line, flush=True), on_round=_report,
+    run_experiment(cfg, show=lambda line: print(prefix + line, flush=True), on_round=on_round,
                    placement=placement, run_tags=tags)
 
 
@@ -68,6 +91,17 @@ def _tracking(context: TrialContext, trial_id: str) -> dict[str, Any]:
     if context.tracking_uri:
         keys["tracking_uri"] = context.tracking_uri
     return keys
+
+
+def _report_in_process(tracking_uri: str | None, record: RoundRecord, run_info: dict[str, Any]) -> None:
+    """`_report` for a local-engine trial: a stop (`SystemExit` from `tune.report`) closes the MLflow run
+    KILLED, as the Ray engine's abort does; any other exception leaves the run to the sweep's end, which
+    marks an errored trial's run FAILED (`tracking.close_children`)."""
+    try:
+        _report(record, run_info)
+    except SystemExit:
+        tracking.mark_run(tracking_uri, run_info.get("mlflow_run_id"), "KILLED")
+        raise
 
 
 def _report(record: RoundRecord, run_info: dict[str, Any]) -> None:

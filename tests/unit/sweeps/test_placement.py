@@ -1,4 +1,5 @@
-"""A trial's placement group: head bundle, coordinator bundle, one per client actor; fit checks."""
+"""A trial's placement group: head bundle, coordinator bundle, one per client actor (Ray engine), one bundle
+for the trial process (local engine); fit checks."""
 
 import pytest
 
@@ -38,6 +39,21 @@ def test_coordinator_and_driver_bundles_with_gpu_fractions():
 def test_client_actors_must_reserve_something():
     with pytest.raises(ConfigError) as error:
         trial_layout(_cfg("federation.worker_resources={num_cpus: 0, num_gpus: 0}"), NONE)
+    assert error.value.field == "federation.worker_resources"
+
+
+def test_local_engine_trial_is_one_bundle_for_its_own_process():
+    # The trial process runs the coordinator and the one worker: driver + worker resources, no actors.
+    cfg = _cfg("federation.engine=local", "federation.num_actors=3",
+               "federation.coordinator_resources={num_cpus: 1, num_gpus: 0}",
+               "federation.worker_resources={num_cpus: 2, num_gpus: 0.5}")
+    layout = trial_layout(cfg, ResourcesConfig(num_cpus=0.5), "SPREAD")
+    assert layout.in_process and layout.bundles == ({"CPU": 2.5, "GPU": 0.5},) and layout.client_bundles == ()
+    assert layout.reserved == {"CPU": 2.5, "GPU": 0.5} and layout.strategy == "SPREAD"
+    assert trial_layout(_cfg("federation.engine=local"), NONE).bundles == ({"CPU": 1.0},)
+    assert not trial_layout(_cfg(), NONE).in_process
+    with pytest.raises(ConfigError) as error:
+        trial_layout(_cfg("federation.engine=local", "federation.worker_resources={num_cpus: 0, num_gpus: 0}"), NONE)
     assert error.value.field == "federation.worker_resources"
 
 

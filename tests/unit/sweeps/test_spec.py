@@ -105,8 +105,7 @@ def test_trial_config_round_trips_values_of_any_type():
     ({"metric": "eval/accuracy"}, "metric"),
     ({"max_concurrent_trials": 0}, "max_concurrent_trials"),
     ({"trial_resources": {"strategy": "PACKED"}}, "trial_resources.strategy"),
-    ({"set": {"federation.engine": "local"}}, "set.federation.engine"),
-    ({"grid": {"federation.engine": ["ray", "local"]}}, "grid.federation.engine"),
+    ({"grid": {"federation.engine": ["ray", "lokal"]}}, "grid.federation.engine"),
     ({"grid": {"federation.budgets": [2, 99]}}, "grid.federation.budgets"),
     ({"name": "has space"}, "name"),
 ])
@@ -114,6 +113,19 @@ def test_bad_sweep_files_name_the_field(tmp_path, data, field):
     with pytest.raises(ConfigError) as error:
         validate_trials(load_sweep(_write(tmp_path, data)))
     assert error.value.field == field, error.value
+
+
+def test_local_engine_trials_and_the_reuse_actors_default(tmp_path):
+    # null reuse_actors: on only when every trial runs in its own process (local engine); explicit wins.
+    path = _write(tmp_path, {"grid": {"federation.engine": ["ray", "local"]}})
+    spec = load_sweep(path)
+    checked = validate_trials(spec)
+    engines = [cfg.federation.engine for _, cfg in checked]
+    assert engines == ["ray", "local"] and spec.options.reuse_actors is None
+    assert not spec.reuses_actors([cfg for _, cfg in checked])
+    assert spec.reuses_actors([cfg for _, cfg in checked if cfg.federation.engine == "local"])
+    assert not load_sweep(path, ["reuse_actors=false"]).reuses_actors([checked[1][1]])
+    assert load_sweep(path, ["reuse_actors=true"]).reuses_actors([checked[0][1]])
 
 
 def test_cross_section_problem_names_the_trial(tmp_path):
