@@ -7,7 +7,8 @@ Inside a job, $RAY_ADDRESS points at the cluster: Tune runs here, trials and the
 cluster's nodes. `--set` keys address the sweep file (`--set set.tracking.output_dir=/shared/runs`).
 The working dir is uploaded without .venv, runs/, data or caches (`.rayignore`, `.gitignore`).
 Smoke: `python ray_jobs/sweep.py --smoke-test` runs configs/sweeps/smoke_2x2x2.yaml (8 trials of 1 round,
-2 at a time, local engine in reused trial processes; 42 s on a quiet 2-core machine, docs/BENCHMARKS.md). Exit 2 with one message for an invalid sweep, 1 if a trial failed.
+2 at a time, local engine in reused trial processes; 42 s on a quiet 2-core machine, docs/BENCHMARKS.md).
+Exit 2 with one message for an invalid sweep, 1 if a trial failed.
 """
 
 from __future__ import annotations
