@@ -14,7 +14,8 @@ config.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +82,30 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 def _bench_paper(args: argparse.Namespace) -> int:
     _check_counts(args)
-    summary = run_paper_bench(
+    return _resumable(lambda: run_paper_bench(
         profile="quick" if args.quick else "full", tasks=args.tasks, methods=args.methods, models=args.models,
         seeds=args.seeds, jobs=args.jobs, engine=args.engine, output_dir=Path(args.output_dir),
         tracking_uri=args.tracking_uri, experiment=args.experiment, overrides=tuple(args.overrides),
-        tasks_dir=args.tasks_dir)
-    return 0 if not summary["failed"] else 1
+        tasks_dir=args.tasks_dir))
 
 
 def _bench_study(args: argparse.Namespace) -> int:
     _check_counts(args)
     settings = _narrow(_narrow(SETTINGS, "task", args.tasks), "model", args.models)
-    summary = run_study(choose=args.choose, seeds=args.seeds, methods=args.methods, jobs=args.jobs, settings=settings,
-                        output_dir=Path(args.output_dir), tracking_uri=args.tracking_uri,
-                        figures_dir=args.figures_dir, overrides=tuple(args.overrides))
+    return _resumable(lambda: run_study(
+        choose=args.choose, seeds=args.seeds, methods=args.methods, jobs=args.jobs, settings=settings,
+        output_dir=Path(args.output_dir), tracking_uri=args.tracking_uri, figures_dir=args.figures_dir,
+        overrides=tuple(args.overrides)))
+
+
+def _resumable(run: Callable[[], dict[str, Any]]) -> int:
+    """Run a grid: 0 when every cell is ok, 1 when some failed, 130 on Ctrl-C (one line, no traceback: the
+    finished cells are on disk and the same command resumes)."""
+    try:
+        summary = run()
+    except KeyboardInterrupt as stop:
+        print(f"\n{stop or 'interrupted'}", file=sys.stderr)
+        return 130
     return 0 if not summary["failed"] else 1
 
 
