@@ -25,7 +25,8 @@ def run_local(cfg: ExperimentConfig, prepared: Prepared, resume: FederationState
     """Run every remaining round in this process; return the coordinator's summary.
 
     Shows one summary line per trained round (none for round 0) and calls `on_round(record, run_info)`
-    after every round, round 0 included.
+    after every round, round 0 included. If `on_round` raises (a scheduler stopping the trial), the MLflow run
+    is closed KILLED and the worker stopped, as on the Ray engine, and the exception propagates.
     """
     coordinator = Coordinator(cfg, prepared.federation, str(prepared.run_dir),
                               make_pool=functools.partial(LocalPool, worker_spec(cfg, prepared),
@@ -37,7 +38,11 @@ def run_local(cfg: ExperimentConfig, prepared: Prepared, resume: FederationState
         if record.round > 0:
             show(format_round(record, coordinator.progress()))
         if on_round:
-            on_round(record, run_info)
+            try:
+                on_round(record, run_info)
+            except BaseException:  # noqa: BLE001 - includes the SystemExit a Tune trial stop raises in report()
+                coordinator.abort("KILLED")  # as the Ray engine: the caller stopped the run; its checkpoint stays
+                raise
 
     return run_rounds(coordinator, cfg.federation.rounds, after_round)
 

@@ -184,25 +184,6 @@ def open_parent(tracking_uri: str, experiment: str, run_name: str, artifact_root
     return logger
 
 
-def mark_run(tracking_uri: str | None, run_id: str | None, status: str,
-             warn: Callable[[str], None] = print) -> bool:
-    """End run `run_id` with `status` (KILLED for a stopped trial); True when MLflow took it. Never raises:
-    without a tracking URI or MLflow run id (or with a run MLflow has not created yet, buffered under a
-    local id) there is nothing to mark, and the sweep's end closes what stayed open (`close_children`)."""
-    from f3ocus.tracking.mlflow_logger import is_local_run_id
-
-    if not tracking_uri or not run_id or is_local_run_id(run_id):
-        return False
-    from mlflow.tracking import MlflowClient
-
-    try:
-        MlflowClient(tracking_uri).set_terminated(run_id, status)
-        return True
-    except Exception as error:  # noqa: BLE001 - the sweep's end marks it instead
-        warn(f"mlflow: could not mark run {run_id} {status}: {error}")
-        return False
-
-
 def close_children(tracking_uri: str, experiment_id: str, parent_run_id: str,
                    status_of: Callable[[str], str], warn: Callable[[str], None] = print) -> dict[str, str]:
     """Terminate children of `parent_run_id` still RUNNING after the sweep (a trial stopped early or that

@@ -9,15 +9,13 @@ coordinator killed) and the trial ends. Its MLflow run is a child of the sweep's
 
 A trial on the local engine (`federation.engine: local`) is cheap: the coordinator and its one worker run
 in the trial's own process, which (with `reuse_actors`) serves trial after trial, so torch and
-transformers are imported once per Tune actor, not once per trial and actor. The local engine lets the
-stop's `SystemExit` pass without closing its MLflow run, so the trial closes it itself (`_report_in_process`:
-KILLED) before the exception ends the trial. Every trial's run carries the pid of the process that ran its
-federation (`PID_TAG`), which shows whether trials shared a process.
+transformers are imported once per Tune actor, not once per trial and actor; a stop closes its MLflow run
+KILLED there too (`f3ocus.federated.local_engine`). Every trial's run carries the pid of the process that
+ran its federation (`PID_TAG`), which shows whether trials shared a process.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import json
 import os
@@ -65,7 +63,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     resources = context.spec.options.trial_resources
     layout = trial_layout(cfg, resources.driver, resources.strategy)
     if layout.in_process:  # the whole federation runs here: no actors to place
-        placement, on_round = None, functools.partial(_report_in_process, context.tracking_uri)
+        placement, on_round = None, _report
         os.environ.setdefault(THREAD_TIMEOUT_ENV, THREAD_TIMEOUT_S)  # read by Tune in this process at reuse
         # A reused process: the previous trial's coordinator and model may linger in reference cycles until
         # the collector runs; free them before this trial loads its own (memory, GPU memory above all).
@@ -91,17 +89,6 @@ def _tracking(context: TrialContext, trial_id: str) -> dict[str, Any]:
     if context.tracking_uri:
         keys["tracking_uri"] = context.tracking_uri
     return keys
-
-
-def _report_in_process(tracking_uri: str | None, record: RoundRecord, run_info: dict[str, Any]) -> None:
-    """`_report` for a local-engine trial: a stop (`SystemExit` from `tune.report`) closes the MLflow run
-    KILLED, as the Ray engine's abort does; any other exception leaves the run to the sweep's end, which
-    marks an errored trial's run FAILED (`tracking.close_children`)."""
-    try:
-        _report(record, run_info)
-    except SystemExit:
-        tracking.mark_run(tracking_uri, run_info.get("mlflow_run_id"), "KILLED")
-        raise
 
 
 def _report(record: RoundRecord, run_info: dict[str, Any]) -> None:

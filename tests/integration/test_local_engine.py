@@ -37,3 +37,30 @@ def test_every_solver_runs_a_round_within_budgets(tmp_path_factory, solver, unit
     assert [len(record["selected"][c]) for c in ("bloodmnist", "dermamnist", "pathmnist")] == [1, 2, 3]
     assert record["selection"]["front_size"] >= 1
     assert record["selection"]["importance"] > 0
+
+
+def test_a_run_stopped_by_its_round_callback_ends_killed_in_mlflow(tmp_path):
+    # Prepare: a one-round local run with MLflow on; the callback stops it after round 1, as a Tune stop does.
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = load_config("configs/smoke/cpu_tiny.yaml", [
+        f"tracking.output_dir={tmp_path}", "tracking.mlflow=true", f"tracking.tracking_uri={store}",
+        "federation.engine=local", "federation.rounds=2", "data.samples_per_client=30",
+        "selection.method=first_k"])
+    seen = []
+
+    def stop_after_round_1(record, run_info):
+        seen.append((record.round, run_info["mlflow_run_id"]))
+        if record.round == 1:
+            raise SystemExit(0)
+
+    # Execute
+    with pytest.raises(SystemExit):
+        run_experiment(cfg, show=lambda _: None, on_round=stop_after_round_1)
+
+    # Assert: rounds 0 and 1 ran, round 2 did not; the run is closed KILLED, with round 1's checkpoint kept.
+    assert [r for r, _ in seen] == [0, 1]
+    run = MlflowClient(store).get_run(seen[0][1])
+    assert run.info.status == "KILLED"
+    assert len(list(tmp_path.glob("*/checkpoint.safetensors"))) == 1

@@ -74,32 +74,3 @@ def test_round_result_is_flat_with_mlflow_metric_names():
     # The values are those MLflow gets for the same names (one mapping, `records.round_metrics`).
     logged = records.round_metrics(record)
     assert all(result[key] == logged[key] for key in result if "/" in key)
-
-
-def test_a_stopped_local_engine_trial_closes_its_run_killed(tmp_path, monkeypatch):
-    # Prepare: a RUNNING run; Tune's stop surfaces as SystemExit inside `tune.report` (here: `_report`).
-    from f3ocus.sweeps import trainable
-
-    store = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(store)
-    experiment_id = tracking.ensure_experiment(store, "sweep", tmp_path / "mlartifacts")
-    stopped, failing = (client.create_run(experiment_id).info.run_id for _ in range(2))
-
-    def stop(record, run_info):
-        raise SystemExit(0)
-
-    def fail(record, run_info):
-        raise ValueError("not a stop")
-
-    # Execute
-    monkeypatch.setattr(trainable, "_report", stop)
-    with pytest.raises(SystemExit):
-        trainable._report_in_process(store, make_record(round=1), {"mlflow_run_id": stopped})
-    monkeypatch.setattr(trainable, "_report", fail)
-    with pytest.raises(ValueError):
-        trainable._report_in_process(store, make_record(round=1), {"mlflow_run_id": failing})
-
-    # Assert: the stop is KILLED at once; any other error is left for the sweep's end to mark FAILED.
-    assert client.get_run(stopped).info.status == "KILLED"
-    assert client.get_run(failing).info.status == "RUNNING"
-    assert not tracking.mark_run(None, stopped, "KILLED") and not tracking.mark_run(store, "pending-1", "KILLED")
