@@ -185,8 +185,7 @@ def round_metrics(record: RoundRecord) -> dict[str, float]:
 
 # The round metrics a sweep reports to Tune (its schedulers and searchers read them), in this order;
 # `train/loss` is absent in a record without training (round 0).
-SCHEDULER_METRICS = (names.EVAL_ACC, names.EVAL_LOSS, names.COMM_BYTES_UP, names.COMM_BYTES_DOWN,
-                     names.ROUND_SECONDS, names.FED_FAILED, names.TRAIN_LOSS, names.EVAL_SCORE)
+SCHEDULER_METRICS = names.SCHEDULER_METRICS
 
 
 def scheduler_metrics(record: RoundRecord) -> dict[str, float]:

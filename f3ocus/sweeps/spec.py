@@ -29,8 +29,7 @@ from f3ocus.tracking import names
 
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform")
 # What every trial reports to Tune each round (the names a sweep's `metric` may use).
-REPORTED_METRICS = (names.EVAL_ACC, names.EVAL_SCORE, names.EVAL_LOSS, names.TRAIN_LOSS, names.COMM_BYTES_UP,
-                    names.COMM_BYTES_DOWN, names.ROUND_SECONDS, names.FED_FAILED)
+REPORTED_METRICS = names.SCHEDULER_METRICS
 # Set per trial by the sweep itself (one MLflow experiment, one run name per trial).
 SWEEP_OWNED = ("tracking.experiment", "tracking.run_name")
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")

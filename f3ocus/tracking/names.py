@@ -21,6 +21,11 @@ SELECT_FRONT_SIZE = "select/front_size"  # Pareto-front points (multi-objective 
 SELECT_SOLVER_SECONDS = "select/solver_seconds"  # wall time of the selector's decision
 FED_FAILED = "fed/failed_clients"
 DATA_SKIPPED_ROWS = "data/skipped_rows"  # rows dropped under data.on_bad_row: skip (step 0; /<reason> per reason)
+# The round metrics every trial reports to Tune (the names a sweep's `metric` may use; the values are those
+# MLflow gets, `f3ocus.federated.records.scheduler_metrics`). Kept here, not in records.py, because the
+# sweep's schema reads it without importing torch.
+SCHEDULER_METRICS = (EVAL_ACC, EVAL_LOSS, COMM_BYTES_UP, COMM_BYTES_DOWN, ROUND_SECONDS, FED_FAILED, TRAIN_LOSS,
+                     EVAL_SCORE)
 
 
 def time_metric(phase: str) -> str:
